@@ -1,0 +1,209 @@
+"""Behaviour of `Queue` (signatures, docs and argument validation are
+generated in `_generated/api.py`)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from chasquimq import _codec
+from chasquimq._generated.errors import ClosedError, InvalidArgumentError, NotSupportedError
+from chasquimq._native import Producer
+
+if TYPE_CHECKING:
+    from chasquimq._generated.types import Job
+
+
+def delay_to_ms(delay_ms: Any, delay: timedelta | None) -> int | None:
+    """Milliseconds from now, from either delay form (already type-checked)."""
+    if delay is not None:
+        return int(delay.total_seconds() * 1000)
+    if delay_ms is None:
+        return None
+    if isinstance(delay_ms, datetime):
+        when = delay_ms if delay_ms.tzinfo else delay_ms.replace(tzinfo=timezone.utc)
+        ms = (when - datetime.now(timezone.utc)).total_seconds() * 1000
+        return max(0, math.ceil(ms))
+    return int(delay_ms)
+
+
+def backoff_to_native(backoff: Any) -> dict[str, Any] | None:
+    """BackoffLike (int ms, BackoffSpec, raw dict) to the native dict."""
+    if backoff is None:
+        return None
+    if isinstance(backoff, bool):
+        raise InvalidArgumentError("backoff must be an int (ms), a BackoffSpec or a dict, not a bool")
+    if isinstance(backoff, int):
+        return {"kind": "fixed", "delay_ms": backoff}
+    native = getattr(backoff, "_native", None)
+    if native is not None:
+        return native()
+    return dict(backoff)
+
+
+def options_dict(
+    *,
+    delay_ms: Any = None,
+    delay: timedelta | None = None,
+    attempts: int | None = None,
+    backoff: Any = None,
+    job_id: str | None = None,
+) -> dict[str, Any] | None:
+    """Per-job options as the native producer takes them; None when empty."""
+    ms = delay_to_ms(delay_ms, delay)
+    opts: dict[str, Any] = {}
+    if ms:
+        opts["delay_ms"] = ms
+    if attempts is not None:
+        opts["attempts"] = attempts
+    b = backoff_to_native(backoff)
+    if b is not None:
+        opts["backoff"] = b
+    if job_id is not None:
+        opts["job_id"] = job_id
+    return opts or None
+
+
+class QueueBase:
+    __slots__ = (
+        "__weakref__",
+        "_is_closed",
+        "_lock",
+        "_max_delay_secs",
+        "_max_stream_len",
+        "_name",
+        "_producer",
+        "_redis_url",
+    )
+
+    def _init(
+        self,
+        name: str,
+        *,
+        redis_url: str,
+        max_stream_len: int | None,
+        max_delay_secs: int | None,
+    ) -> None:
+        self._name = name
+        self._redis_url = redis_url
+        self._max_stream_len = max_stream_len
+        self._max_delay_secs = max_delay_secs
+        self._producer: Producer | None = None
+        self._lock = threading.Lock()
+        self._is_closed = False
+
+    def __repr__(self) -> str:
+        return f"Queue({self._name!r})"
+
+    def _native(self) -> Producer:
+        if self._is_closed:
+            raise ClosedError(f"Queue {self._name!r} is closed; create a new Queue")
+        p = self._producer
+        if p is None:
+            with self._lock:
+                p = self._producer
+                if p is None:
+                    kw: dict[str, int] = {}
+                    if self._max_stream_len is not None:
+                        kw["max_stream_len"] = self._max_stream_len
+                    if self._max_delay_secs is not None:
+                        kw["max_delay_secs"] = self._max_delay_secs
+                    p = self._producer = Producer(self._redis_url, self._name, **kw)
+        return p
+
+    def _job(self, job_id: str, name: str, data: Any, created_at_ms: int) -> Job:
+        from chasquimq._generated.types import Job
+
+        return Job(job_id, name, data, 0, created_at_ms, _queue=self)  # type: ignore[arg-type]
+
+    async def _add(
+        self,
+        name: str,
+        data: Any,
+        *,
+        delay_ms: Any = None,
+        delay: timedelta | None = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        job_id: str | None = None,
+        repeat: Any = None,
+        missed_fires: Any = None,
+    ) -> Job:
+        if repeat is not None:
+            raise NotSupportedError("repeat= is not available in this build yet")
+        if job_id is not None:
+            raise NotSupportedError("job_id= is not available in this build yet")
+        payload = _codec.pack("data", data)
+        opts = options_dict(delay_ms=delay_ms, delay=delay, attempts=attempts, backoff=backoff)
+        job_id, created = await self._native().add(name, payload, opts)
+        return self._job(job_id, name, data, created)
+
+    async def _add_unique(self, name: str, data: Any, **kw: Any) -> Job:
+        raise NotSupportedError("add_unique is not available in this build yet")
+
+    async def _add_bulk(self, jobs: Sequence[dict[str, Any]]) -> list[Job]:
+        entries: list[tuple[str, bytes, dict[str, Any] | None]] = []
+        for i, j in enumerate(jobs):
+            if j.get("repeat") is not None:
+                raise NotSupportedError(f"jobs[{i}].repeat is not available in this build yet")
+            if j.get("job_id") is not None:
+                raise NotSupportedError(f"jobs[{i}].job_id is not available in this build yet")
+            payload = _codec.pack(f"jobs[{i}].data", j["data"])
+            opts = options_dict(
+                delay_ms=j.get("delay_ms"),
+                delay=j.get("delay"),
+                attempts=j.get("attempts"),
+                backoff=j.get("backoff"),
+            )
+            entries.append((j.get("name", ""), payload, opts))
+        added = await self._native().add_bulk(entries)
+        return [
+            self._job(jid, j.get("name", ""), j["data"], created)
+            for (jid, created), j in zip(added, jobs)
+        ]
+
+    async def _cancel_delayed(self, job_id: str) -> bool:
+        raise NotSupportedError("cancel_delayed is not available in this build yet")
+
+    async def _peek_dlq(self, limit: int) -> list[dict[str, Any]]:
+        entries = await self._native().peek_dlq(limit)
+        for e in entries:
+            env = _codec.decode_envelope(e["payload"])
+            if env is not None:
+                e.update(env)
+        return entries
+
+    async def _replay_dlq(self, limit: int) -> int:
+        return await self._native().replay_dlq(limit)
+
+    async def _upsert_repeatable_job(self, name: str, data: Any, **kw: Any) -> Job:
+        raise NotSupportedError("repeatable jobs are not available in this build yet")
+
+    async def _get_repeatable_jobs(self, limit: int) -> list[Any]:
+        raise NotSupportedError("repeatable jobs are not available in this build yet")
+
+    async def _remove_repeatable_by_key(self, key: str) -> bool:
+        raise NotSupportedError("repeatable jobs are not available in this build yet")
+
+    async def _get_job_result(self, job_id: str) -> Any:
+        raise NotSupportedError("results are not available in this build yet")
+
+    async def _get_job_result_bulk(self, job_ids: Sequence[str]) -> list[Any]:
+        raise NotSupportedError("results are not available in this build yet")
+
+    async def _close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        p, self._producer = self._producer, None
+        if p is not None:
+            await p.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()

@@ -1,0 +1,222 @@
+"""Behaviour of `Worker` (signatures and validation are generated).
+
+The hot path: the engine hands over jobs one batch per await
+(`Consumer.next_batch`); each job runs as a task on this event loop;
+outcomes go back in one `Consumer.settle` call per loop turn. No per-job
+thread hop, no per-job Redis round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgpack
+
+from chasquimq._generated.errors import UnrecoverableError
+from chasquimq._generated.types import Job
+from chasquimq._native import Consumer
+
+# Outcome kinds understood by Consumer.settle.
+_OK, _FAILED, _UNRECOVERABLE, _ABANDONED, _DECODE_FAILED = 0, 1, 2, 3, 4
+
+_MAX_REASON = 1024
+
+
+def _reason(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON]
+
+
+class WorkerBase:
+    __slots__ = (
+        "__weakref__",
+        "_buf",
+        "_flush_scheduled",
+        "_handler",
+        "_is_closed",
+        "_loop",
+        "_name",
+        "_native",
+        "_run_task",
+        "_shutdown_timeout",
+        "_store_results",
+    )
+
+    def _init(
+        self,
+        queue_name: str,
+        handler: Any,
+        *,
+        redis_url: str,
+        concurrency: int,
+        max_attempts: int,
+        group: str,
+        consumer_id: str | None,
+        read_block_ms: int | None,
+        read_count: int | None,
+        claim_min_idle_ms: int | None,
+        max_payload_bytes: int | None,
+        dlq_max_stream_len: int | None,
+        events_enabled: bool,
+        delayed_enabled: bool,
+        run_scheduler: bool,
+        scheduler_tick_ms: int | None,
+        store_results: bool,
+        result_ttl_ms: int | None,
+        shutdown_timeout_ms: int,
+    ) -> None:
+        optional = {
+            "consumer_id": consumer_id,
+            "read_block_ms": read_block_ms,
+            "read_count": read_count,
+            "claim_min_idle_ms": claim_min_idle_ms,
+            "max_payload_bytes": max_payload_bytes,
+            "dlq_max_stream_len": dlq_max_stream_len,
+            "scheduler_tick_ms": scheduler_tick_ms,
+            "result_ttl_ms": result_ttl_ms,
+        }
+        kw = {k: v for k, v in optional.items() if v is not None}
+        self._native = Consumer(
+            redis_url,
+            queue_name,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            group=group,
+            events_enabled=events_enabled,
+            delayed_enabled=delayed_enabled,
+            run_scheduler=run_scheduler,
+            store_results=store_results,
+            **kw,
+        )
+        self._name = queue_name
+        self._handler = handler
+        self._store_results = store_results
+        self._shutdown_timeout = shutdown_timeout_ms / 1000.0
+        self._run_task: asyncio.Task[None] | None = None
+        self._is_closed = False
+        self._buf: list[tuple[Any, ...]] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"Worker({self._name!r})"
+
+    @property
+    def _is_running(self) -> bool:
+        return self._run_task is not None and not self._run_task.done()
+
+    async def _run(self) -> None:
+        task = self._run_task
+        if task is None:
+            if self._is_closed:
+                return
+            task = self._run_task = asyncio.ensure_future(self._main())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller's task was cancelled (Ctrl-C, a timeout): shut down
+            # gracefully, then let the cancellation through.
+            if not task.done():
+                await self._close()
+                await asyncio.wait({task}, timeout=self._shutdown_timeout + 15)
+            raise
+
+    async def _close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        self._native.stop()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+        task = self._run_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+
+    # ---- engine loop -------------------------------------------------
+
+    async def _main(self) -> None:
+        native = self._native
+        loop = self._loop = asyncio.get_running_loop()
+        await native.start()
+        if self._is_closed:
+            native.stop()
+        tasks: set[asyncio.Task[None]] = set()
+        one = self._one
+        try:
+            while True:
+                batch = await native.next_batch()
+                if batch is None:
+                    break
+                for item in batch:
+                    t = loop.create_task(one(*item))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+        finally:
+            native.stop()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self._shutdown_timeout)
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    await asyncio.wait(pending)
+            self._flush()
+            await native.close()
+
+    async def _one(
+        self, token: int, job_id: str, name: str, payload: bytes, attempt: int, created_at_ms: int
+    ) -> None:
+        t0 = time.perf_counter_ns()
+        try:
+            try:
+                data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            except Exception as e:
+                out: tuple[Any, ...] = (
+                    token,
+                    _DECODE_FAILED,
+                    None,
+                    f"payload is not valid msgpack: {e}",
+                    0,
+                )
+            else:
+                result = await self._handler(Job(job_id, name, data, attempt, created_at_ms))
+                dur = (time.perf_counter_ns() - t0) // 1000
+                if self._store_results and result is not None:
+                    try:
+                        packed = msgpack.packb(result, use_bin_type=True)
+                    except Exception as e:
+                        out = (
+                            token,
+                            _FAILED,
+                            None,
+                            f"the handler's return value cannot be encoded as msgpack: {_reason(e)}",
+                            dur,
+                        )
+                    else:
+                        out = (token, _OK, packed, None, dur)
+                else:
+                    out = (token, _OK, None, None, dur)
+        except asyncio.CancelledError:
+            # Shutdown deadline: leave the job pending for recovery.
+            out = (token, _ABANDONED, None, None, 0)
+        except UnrecoverableError as e:
+            out = (token, _UNRECOVERABLE, None, _reason(e), (time.perf_counter_ns() - t0) // 1000)
+        except Exception as e:
+            out = (token, _FAILED, None, _reason(e), (time.perf_counter_ns() - t0) // 1000)
+        self._buf.append(out)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop = self._loop
+            assert loop is not None
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._buf:
+            buf, self._buf = self._buf, []
+            self._native.settle(buf)

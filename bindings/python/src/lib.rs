@@ -1,0 +1,27 @@
+//! `chasquimq._native`: the private PyO3 module. Thin: type and error
+//! conversion over the engine, nothing else.
+
+mod consumer;
+mod errors;
+mod producer;
+
+use pyo3::prelude::*;
+
+/// The version of the binding crate.
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let rt = chasquimq::runtime::runtime().map_err(errors::to_py)?;
+    // The engine owns the one runtime; pyo3-async-runtimes borrows it.
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_raise_engine_error, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_engine_error_codes, m)?)?;
+    m.add_class::<producer::Producer>()?;
+    m.add_class::<consumer::Consumer>()?;
+    Ok(())
+}

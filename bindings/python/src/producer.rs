@@ -1,0 +1,170 @@
+//! `chasquimq._native.Producer`: type conversion over `chasquimq::Producer`.
+
+use crate::errors::to_py;
+use chasquimq::{AddOptions, Backoff, BackoffKind, Error, NewJob, ProducerConfig, RetryOverride};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3_async_runtimes::tokio::future_into_py;
+use std::sync::Arc;
+
+#[pyclass(frozen, module = "chasquimq._native")]
+pub struct Producer {
+    inner: Arc<chasquimq::Producer>,
+}
+
+fn bad(field: &str, msg: &str) -> PyErr {
+    to_py(Error::invalid_argument(field, msg))
+}
+
+fn opt<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str, field: &str) -> PyResult<Option<T>> {
+    match d.get_item(key)? {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => v.extract::<T>().map(Some).map_err(|_| {
+            to_py(Error::InvalidType { field: field.to_string(), message: format!("has the wrong type for {key}") })
+        }),
+    }
+}
+
+use pyo3::conversion::FromPyObjectOwned;
+
+/// Parses the native backoff dict `{kind, delay_ms, max_delay_ms?, multiplier?, jitter_ms?}`.
+pub fn parse_backoff(d: &Bound<'_, PyDict>, field: &str) -> PyResult<Backoff> {
+    let kind: String = opt(d, "kind", &format!("{field}.kind"))?.ok_or_else(|| bad(field, "needs a kind (\"fixed\" or \"exponential\")"))?;
+    let kind = BackoffKind::parse(&kind).map_err(to_py)?;
+    let delay_ms: u64 = opt(d, "delay_ms", &format!("{field}.delay_ms"))?.ok_or_else(|| bad(field, "needs delay_ms"))?;
+    let multiplier: Option<f64> = opt(d, "multiplier", &format!("{field}.multiplier"))?;
+    if let Some(m) = multiplier {
+        if !m.is_finite() || m < 1.0 {
+            return Err(bad(&format!("{field}.multiplier"), "must be a finite number >= 1"));
+        }
+    }
+    Ok(Backoff {
+        kind,
+        delay_ms,
+        max_delay_ms: opt(d, "max_delay_ms", &format!("{field}.max_delay_ms"))?,
+        multiplier,
+        jitter_ms: opt(d, "jitter_ms", &format!("{field}.jitter_ms"))?,
+    })
+}
+
+/// Parses `{delay_ms?, attempts?, backoff?, job_id?}` into engine options.
+pub fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<AddOptions> {
+    let Some(d) = options else { return Ok(AddOptions::default()) };
+    let delay_ms: Option<u64> = opt(d, "delay_ms", "delay_ms")?;
+    let attempts: Option<u32> = opt(d, "attempts", "attempts")?;
+    if attempts == Some(0) {
+        return Err(bad("attempts", "must be a positive integer"));
+    }
+    let backoff = match d.get_item("backoff")? {
+        Some(b) if !b.is_none() => Some(parse_backoff(b.cast::<PyDict>().map_err(|_| bad("backoff", "must be a dict"))?, "backoff")?),
+        _ => None,
+    };
+    let retry = if attempts.is_some() || backoff.is_some() {
+        Some(RetryOverride { max_attempts: attempts, backoff })
+    } else {
+        None
+    };
+    Ok(AddOptions { delay_ms, retry, job_id: opt(d, "job_id", "job_id")? })
+}
+
+#[pymethods]
+impl Producer {
+    #[new]
+    #[pyo3(signature = (redis_url, queue_name, *, pool_size = 2, max_stream_len = 1_000_000, max_delay_secs = 2_592_000))]
+    fn new(redis_url: &str, queue_name: &str, pool_size: usize, max_stream_len: u64, max_delay_secs: u64) -> PyResult<Self> {
+        chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
+        let cfg = ProducerConfig { queue: queue_name.to_string(), pool_size, max_stream_len, max_delay_secs };
+        let inner = chasquimq::Producer::new(redis_url, cfg).map_err(to_py)?;
+        Ok(Producer { inner: Arc::new(inner) })
+    }
+
+    #[pyo3(signature = (name, payload, options = None))]
+    fn add<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        payload: &Bound<'py, PyBytes>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
+        let job = NewJob { name, payload: payload.as_bytes().to_vec(), options: parse_options(options)? };
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            let a = p.add(job).await.map_err(to_py)?;
+            Ok((a.id, a.created_at_ms))
+        })
+    }
+
+    /// entries: list of (name, payload) or (name, payload, options).
+    fn add_bulk<'py>(&self, py: Python<'py>, entries: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyAny>> {
+        chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
+        let mut jobs = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let t = e.cast::<PyTuple>().map_err(|_| bad(&format!("jobs[{i}]"), "must be a (name, payload[, options]) tuple"))?;
+            let name: String = t.get_item(0)?.extract()?;
+            let payload = t.get_item(1)?;
+            let payload = payload.cast::<PyBytes>().map_err(|_| bad(&format!("jobs[{i}].payload"), "must be bytes"))?;
+            let options = if t.len() > 2 {
+                let o = t.get_item(2)?;
+                if o.is_none() {
+                    AddOptions::default()
+                } else {
+                    parse_options(Some(o.cast::<PyDict>().map_err(|_| bad(&format!("jobs[{i}].options"), "must be a dict"))?))?
+                }
+            } else {
+                AddOptions::default()
+            };
+            jobs.push(NewJob { name, payload: payload.as_bytes().to_vec(), options });
+        }
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            let added = p.add_bulk(jobs).await.map_err(to_py)?;
+            Ok(added.into_iter().map(|a| (a.id, a.created_at_ms)).collect::<Vec<_>>())
+        })
+    }
+
+    fn peek_dlq<'py>(&self, py: Python<'py>, limit: u64) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            let entries = p.peek_dlq(limit).await.map_err(to_py)?;
+            Ok(DlqList(entries))
+        })
+    }
+
+    fn replay_dlq<'py>(&self, py: Python<'py>, limit: u64) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move { p.replay_dlq(limit).await.map_err(to_py) })
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            p.close().await;
+            Ok(())
+        })
+    }
+}
+
+struct DlqList(Vec<chasquimq::DlqEntry>);
+
+impl<'py> IntoPyObject<'py> for DlqList {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for e in self.0 {
+            let d = PyDict::new(py);
+            d.set_item("dlq_id", e.dlq_id)?;
+            d.set_item("source_id", e.source_id)?;
+            d.set_item("reason", e.reason)?;
+            d.set_item("detail", e.detail)?;
+            d.set_item("name", e.name)?;
+            d.set_item("payload", PyBytes::new(py, &e.payload))?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+}

@@ -1,0 +1,1000 @@
+//! The consumer: reads the stream in batches, hands jobs to the language
+//! layer in batches, and settles outcomes (acks, retries, DLQ routing,
+//! events, results) in one script call per flush.
+//!
+//! Tasks per consumer: a reader (XREADGROUP), a writer (the settle
+//! pipeline), a claimer (crash recovery + lease extension) and, when
+//! enabled, the delayed-job promoter. Concurrency is a semaphore: the
+//! reader takes one permit per entry it reads, a settle gives it back.
+
+use crate::conn::{self, Features, Script};
+use crate::envelope::{encode_member, Backoff, Envelope};
+use crate::errors::{Error, Result};
+use crate::keys::{validate_queue_name, Keys};
+use crate::producer::{EVENTS_MAXLEN, MAX_NAME_BYTES};
+use crate::promoter;
+use crate::scripts;
+use crate::streams::{self, Entry};
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::ClientUnblockFlag;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub queue: String,
+    pub group: String,
+    pub consumer_id: Option<String>,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub read_block_ms: u64,
+    pub read_count: usize,
+    pub claim_min_idle_ms: u64,
+    pub max_payload_bytes: usize,
+    pub max_stream_len: u64,
+    pub dlq_max_stream_len: u64,
+    pub events_enabled: bool,
+    pub delayed_enabled: bool,
+    pub run_scheduler: bool,
+    pub scheduler_tick_ms: u64,
+    pub promoter_tick_ms: u64,
+    pub store_results: bool,
+    pub result_ttl_ms: u64,
+    pub backoff: Backoff,
+}
+
+impl ConsumerConfig {
+    pub fn new(queue: impl Into<String>) -> Self {
+        ConsumerConfig {
+            queue: queue.into(),
+            group: "default".into(),
+            consumer_id: None,
+            concurrency: 100,
+            max_attempts: 25,
+            read_block_ms: 5_000,
+            read_count: 64,
+            claim_min_idle_ms: 30_000,
+            max_payload_bytes: 1_048_576,
+            max_stream_len: 1_000_000,
+            dlq_max_stream_len: 100_000,
+            events_enabled: true,
+            delayed_enabled: true,
+            run_scheduler: true,
+            scheduler_tick_ms: 1_000,
+            promoter_tick_ms: 100,
+            store_results: false,
+            result_ttl_ms: 3_600_000,
+            backoff: Backoff::queue_default(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_queue_name("queue_name", &self.queue)?;
+        let pos = |field: &str, v: u64| {
+            if v == 0 {
+                Err(Error::invalid_argument(field, "must be a positive integer"))
+            } else {
+                Ok(())
+            }
+        };
+        pos("concurrency", self.concurrency as u64)?;
+        pos("max_attempts", self.max_attempts as u64)?;
+        pos("read_count", self.read_count as u64)?;
+        pos("claim_min_idle_ms", self.claim_min_idle_ms)?;
+        pos("max_payload_bytes", self.max_payload_bytes as u64)?;
+        pos("max_stream_len", self.max_stream_len)?;
+        pos("dlq_max_stream_len", self.dlq_max_stream_len)?;
+        pos("scheduler_tick_ms", self.scheduler_tick_ms)?;
+        pos("promoter_tick_ms", self.promoter_tick_ms)?;
+        pos("result_ttl_ms", self.result_ttl_ms)?;
+        if self.concurrency > 100_000 {
+            return Err(Error::invalid_argument("concurrency", "must be at most 100000"));
+        }
+        if self.group.trim().is_empty() {
+            return Err(Error::invalid_argument("group", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// A job handed to the language layer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub token: u64,
+    pub job_id: String,
+    pub name: String,
+    pub payload: Bytes,
+    /// 1-indexed run number.
+    pub attempt: u32,
+    pub created_at_ms: u64,
+}
+
+/// Why a job failed, which decides retry or DLQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// An ordinary error: retried until max_attempts.
+    Retryable,
+    /// The handler raised UnrecoverableError: DLQ `unrecoverable` now.
+    Unrecoverable,
+    /// The user payload is not msgpack: DLQ `decode_failed`, no handler ran.
+    DecodeFailed,
+}
+
+/// What the language layer reports for a delivered job.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The handler returned; `result` is msgpack (None stores nothing).
+    Completed { token: u64, result: Option<Bytes>, duration_us: u64 },
+    /// The handler raised, or the job could not be run.
+    Failed { token: u64, reason: String, kind: FailKind, duration_us: u64 },
+    /// The handler did not finish (shutdown deadline): leave the entry
+    /// pending so crash recovery runs it again.
+    Abandoned { token: u64 },
+}
+
+struct InFlight {
+    stream_id: String,
+    d: Bytes,
+    job_id: String,
+    name: String,
+    /// Previous failed runs, counting crash redeliveries.
+    prior: u32,
+    max_attempts: u32,
+    leased_at: Instant,
+}
+
+#[derive(Default)]
+struct Outbox {
+    active: Vec<(String, String, u32)>,
+    ok: Vec<OkRec>,
+    retry: Vec<RetryRec>,
+    dlq: Vec<DlqRec>,
+    drained: bool,
+}
+
+struct OkRec {
+    stream_id: String,
+    job_id: String,
+    name: String,
+    attempt: u32,
+    duration_us: u64,
+    result: Option<Bytes>,
+}
+
+struct RetryRec {
+    stream_id: String,
+    job_id: String,
+    name: String,
+    attempt: u32,
+    duration_us: u64,
+    reason: String,
+    member: Vec<u8>,
+    backoff_ms: u64,
+}
+
+struct DlqRec {
+    stream_id: String,
+    job_id: String,
+    name: String,
+    attempt: u32,
+    duration_us: Option<u64>,
+    reason: &'static str,
+    detail: String,
+    d: Bytes,
+    failed_reason: String,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.active.is_empty() && self.ok.is_empty() && self.retry.is_empty() && self.dlq.is_empty() && !self.drained
+    }
+
+    fn len(&self) -> usize {
+        self.active.len() + self.ok.len() + self.retry.len() + self.dlq.len()
+    }
+}
+
+/// Longest failure reason kept in events and the DLQ.
+const MAX_REASON_BYTES: usize = 1024;
+
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: ConsumerConfig,
+    pub(crate) keys: Keys,
+    consumer_name: String,
+    reader: Client,
+    pub(crate) writer: Client,
+    features: Features,
+    slots: Arc<Semaphore>,
+    inflight: Mutex<HashMap<u64, InFlight>>,
+    next_token: AtomicU64,
+    outbox: Mutex<Outbox>,
+    outbox_notify: Notify,
+    /// Stops reading and claiming.
+    pub(crate) stop_reading: CancellationToken,
+    /// Stops the writer after a final flush, and the background tasks.
+    pub(crate) stop_all: CancellationToken,
+    settle: Script,
+    batches: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<Delivery>>>,
+    closed: AtomicBool,
+    reader_exited: AtomicBool,
+}
+
+/// A running consumer. Cheap to share (`Arc`).
+pub struct Consumer {
+    inner: Arc<Inner>,
+    tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    reader_tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    writer_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Consumer {
+    /// Connects, creates the consumer group (at `0`, MKSTREAM) and starts
+    /// the background tasks.
+    pub async fn start(url: &str, cfg: ConsumerConfig) -> Result<Consumer> {
+        cfg.validate()?;
+        let keys = Keys::new(&cfg.queue);
+        let reader = conn::connect(url, None).await?;
+        let writer = match conn::connect(url, Some(conn::COMMAND_TIMEOUT)).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = reader.quit().await;
+                return Err(e);
+            }
+        };
+        let features = conn::detect_features(&writer).await?;
+        let created: std::result::Result<Value, _> =
+            writer.xgroup_create(keys.stream.as_str(), cfg.group.as_str(), "0", true).await;
+        if let Err(e) = created {
+            if !e.details().starts_with("BUSYGROUP") {
+                return Err(Error::from(e));
+            }
+        }
+        let consumer_name = cfg
+            .consumer_id
+            .clone()
+            .unwrap_or_else(|| format!("chasqui-{}-{}", std::process::id(), ulid::Ulid::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(cfg.concurrency)),
+            keys,
+            consumer_name,
+            reader,
+            writer,
+            features,
+            inflight: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            outbox: Mutex::new(Outbox::default()),
+            outbox_notify: Notify::new(),
+            stop_reading: CancellationToken::new(),
+            stop_all: CancellationToken::new(),
+            settle: Script::new(scripts::SETTLE),
+            batches: tokio::sync::Mutex::new(rx),
+            closed: AtomicBool::new(false),
+            reader_exited: AtomicBool::new(false),
+            cfg,
+        });
+        let reader_tasks = vec![
+            tokio::spawn(reader_loop(inner.clone(), tx.clone())),
+            tokio::spawn(claimer_loop(inner.clone(), tx)),
+        ];
+        let writer_task = tokio::spawn(writer_loop(inner.clone()));
+        let mut tasks = Vec::new();
+        if inner.cfg.delayed_enabled {
+            tasks.push(tokio::spawn(promoter::run(
+                inner.writer.clone(),
+                inner.keys.clone(),
+                promoter::PromoterConfig {
+                    holder: inner.consumer_name.clone(),
+                    tick: Duration::from_millis(inner.cfg.promoter_tick_ms),
+                    max_stream_len: inner.cfg.max_stream_len,
+                    events_enabled: inner.cfg.events_enabled,
+                },
+                inner.stop_all.clone(),
+            )));
+        }
+        Ok(Consumer {
+            inner,
+            tasks: tokio::sync::Mutex::new(tasks),
+            reader_tasks: tokio::sync::Mutex::new(reader_tasks),
+            writer_task: tokio::sync::Mutex::new(Some(writer_task)),
+        })
+    }
+
+    pub fn consumer_name(&self) -> &str {
+        &self.inner.consumer_name
+    }
+
+    /// The next batch of jobs, merging every batch already waiting. `None`
+    /// once reading stopped and everything read was handed out.
+    pub async fn next_batch(&self) -> Option<Vec<Delivery>> {
+        let mut rx = self.inner.batches.lock().await;
+        let mut batch = rx.recv().await?;
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        Some(batch)
+    }
+
+    /// Records outcomes; the writer settles them in its next flush.
+    pub fn settle(&self, outcomes: Vec<Outcome>) {
+        self.inner.settle_outcomes(outcomes);
+    }
+
+    /// Stops reading new jobs; `next_batch` drains what was read, then
+    /// returns `None`.
+    pub fn stop(&self) {
+        if self.inner.stop_reading.is_cancelled() {
+            return;
+        }
+        self.inner.stop_reading.cancel();
+        // A blocked XREADGROUP returns as if it timed out (no entry lost);
+        // keep nudging until the reader is out of its read.
+        let inner = self.inner.clone();
+        crate::runtime::spawn_detached(async move {
+            for _ in 0..200 {
+                let _ = inner.reader.unblock_self(Some(ClientUnblockFlag::Timeout)).await;
+                if inner.reader_done() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        });
+    }
+
+    /// Stops reading, abandons jobs still unsettled (they stay pending for
+    /// recovery), flushes every settled outcome, stops the background tasks
+    /// and closes the connections. Idempotent.
+    pub async fn close(&self) {
+        self.stop();
+        for t in self.reader_tasks.lock().await.drain(..) {
+            let _ = t.await;
+        }
+        // Anything handed out but never settled stays pending in Redis.
+        let abandoned: Vec<u64> = self.inner.inflight.lock().unwrap().keys().copied().collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(count = abandoned.len(), "closing with unsettled jobs; they stay pending for recovery");
+            self.inner.settle_outcomes(abandoned.into_iter().map(|token| Outcome::Abandoned { token }).collect());
+        }
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.stop_all.cancel();
+        self.inner.outbox_notify.notify_one();
+        if let Some(w) = self.writer_task.lock().await.take() {
+            if tokio::time::timeout(Duration::from_secs(15), w).await.is_err() {
+                tracing::error!("settle flush did not finish in 15 s; unsettled jobs will be redelivered");
+            }
+        }
+        for t in self.tasks.lock().await.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.inner.forget_consumer_if_idle().await;
+        let _ = self.inner.reader.quit().await;
+        let _ = self.inner.writer.quit().await;
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inner.inflight.lock().unwrap().len()
+    }
+}
+
+impl Inner {
+    fn reader_done(&self) -> bool {
+        self.reader_exited.load(Ordering::Acquire)
+    }
+
+    fn push<F: FnOnce(&mut Outbox)>(&self, f: F) {
+        {
+            let mut ob = self.outbox.lock().unwrap();
+            f(&mut ob);
+        }
+        self.outbox_notify.notify_one();
+    }
+
+    fn settle_outcomes(&self, outcomes: Vec<Outcome>) {
+        let mut released = 0usize;
+        let mut ok = Vec::new();
+        let mut retry = Vec::new();
+        let mut dlq = Vec::new();
+        {
+            let mut inflight = self.inflight.lock().unwrap();
+            for o in outcomes {
+                let token = match &o {
+                    Outcome::Completed { token, .. } | Outcome::Failed { token, .. } | Outcome::Abandoned { token } => *token,
+                };
+                let Some(job) = inflight.remove(&token) else { continue };
+                released += 1;
+                match o {
+                    Outcome::Abandoned { .. } => {}
+                    Outcome::Completed { result, duration_us, .. } => ok.push(OkRec {
+                        stream_id: job.stream_id,
+                        job_id: job.job_id,
+                        name: job.name,
+                        attempt: job.prior + 1,
+                        duration_us,
+                        result: if self.cfg.store_results { result } else { None },
+                    }),
+                    Outcome::Failed { reason, kind, duration_us, .. } => {
+                        let reason = clip(reason);
+                        let next = job.prior + 1;
+                        if kind == FailKind::DecodeFailed {
+                            dlq.push(DlqRec {
+                                stream_id: job.stream_id,
+                                job_id: job.job_id,
+                                name: job.name,
+                                attempt: 0,
+                                duration_us: None,
+                                reason: "decode_failed",
+                                detail: reason,
+                                d: job.d,
+                                failed_reason: String::new(),
+                            });
+                        } else if kind == FailKind::Unrecoverable || next >= job.max_attempts {
+                            dlq.push(DlqRec {
+                                stream_id: job.stream_id,
+                                job_id: job.job_id,
+                                name: job.name,
+                                attempt: job.prior + 1,
+                                duration_us: Some(duration_us),
+                                reason: if kind == FailKind::Unrecoverable { "unrecoverable" } else { "retries_exhausted" },
+                                detail: reason.clone(),
+                                d: job.d,
+                                failed_reason: reason,
+                            });
+                        } else {
+                            match self.retry_member(&job, next) {
+                                Ok((member, backoff_ms)) => retry.push(RetryRec {
+                                    stream_id: job.stream_id,
+                                    job_id: job.job_id,
+                                    name: job.name,
+                                    attempt: next,
+                                    duration_us,
+                                    reason,
+                                    member,
+                                    backoff_ms,
+                                }),
+                                Err(e) => dlq.push(DlqRec {
+                                    stream_id: job.stream_id,
+                                    job_id: job.job_id,
+                                    name: job.name,
+                                    attempt: job.prior + 1,
+                                    duration_us: Some(duration_us),
+                                    reason: "decode_failed",
+                                    detail: e.to_string(),
+                                    d: job.d,
+                                    failed_reason: reason,
+                                }),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if released > 0 {
+            self.slots.add_permits(released);
+        }
+        if !(ok.is_empty() && retry.is_empty() && dlq.is_empty()) {
+            self.push(|ob| {
+                ob.ok.extend(ok);
+                ob.retry.extend(retry);
+                ob.dlq.extend(dlq);
+            });
+        }
+    }
+
+    /// The delayed member for the next run: same id, name, override;
+    /// `attempt = next`; plus the backoff before it.
+    fn retry_member(&self, job: &InFlight, next: u32) -> Result<(Vec<u8>, u64)> {
+        let mut env = Envelope::decode(&job.d)?;
+        env.attempt = next;
+        let backoff = env
+            .retry
+            .as_ref()
+            .and_then(|r| r.backoff.clone())
+            .unwrap_or_else(|| self.cfg.backoff.clone());
+        Ok((encode_member(&job.name, &env.encode()), backoff.delay_random(next)))
+    }
+
+    /// Turns stream entries into deliveries; routes bad ones to the DLQ.
+    /// `delivery_counts` carries XCLAIM counts for recovered entries.
+    fn admit(&self, entries: Vec<Entry>, delivery_counts: Option<&HashMap<String, u64>>) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut dlq = Vec::new();
+        let mut active = Vec::new();
+        let now = Instant::now();
+        let mut inflight = self.inflight.lock().unwrap();
+        for (stream_id, fields) in entries {
+            let mut d: Option<Bytes> = None;
+            let mut name: Option<Bytes> = None;
+            for (k, v) in fields {
+                match k.as_str() {
+                    "d" => d = Some(v),
+                    "n" => name = Some(v),
+                    _ => {}
+                }
+            }
+            let route = |reason: &'static str, detail: String, d: Bytes, name: String, job_id: String| DlqRec {
+                stream_id: stream_id.clone(),
+                job_id,
+                name,
+                attempt: 0,
+                duration_us: None,
+                reason,
+                detail,
+                d,
+                failed_reason: String::new(),
+            };
+            let name_str = match name.as_ref().map(|n| std::str::from_utf8(n)) {
+                None => String::new(),
+                Some(Ok(s)) if s.len() <= MAX_NAME_BYTES => s.to_string(),
+                Some(Ok(_)) => {
+                    dlq.push(route("malformed", format!("job name longer than {MAX_NAME_BYTES} bytes"), d.unwrap_or_default(), String::new(), String::new()));
+                    continue;
+                }
+                Some(Err(_)) => {
+                    dlq.push(route("malformed", "job name is not UTF-8".into(), d.unwrap_or_default(), String::new(), String::new()));
+                    continue;
+                }
+            };
+            let Some(d) = d else {
+                dlq.push(route("malformed", "stream entry has no d field".into(), Bytes::new(), name_str, String::new()));
+                continue;
+            };
+            let env = match Envelope::decode(&d) {
+                Ok(e) => e,
+                Err(e) => {
+                    dlq.push(route("decode_failed", e.to_string(), d, name_str, String::new()));
+                    continue;
+                }
+            };
+            if env.payload.len() > self.cfg.max_payload_bytes {
+                let detail = format!("payload is {} bytes, above max_payload_bytes {}", env.payload.len(), self.cfg.max_payload_bytes);
+                dlq.push(route("oversize_payload", detail, d, name_str, env.id));
+                continue;
+            }
+            let max_attempts = env.retry.as_ref().and_then(|r| r.max_attempts).unwrap_or(self.cfg.max_attempts);
+            let delivered = delivery_counts.and_then(|m| m.get(&stream_id)).copied().unwrap_or(1);
+            let prior = (env.attempt as u64).max(delivered.saturating_sub(1)).min(u32::MAX as u64) as u32;
+            if prior >= max_attempts {
+                let detail = format!("delivered {delivered} times without completing (max_attempts {max_attempts})");
+                dlq.push(route("stalled", detail, d, name_str, env.id));
+                continue;
+            }
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            if self.cfg.events_enabled {
+                active.push((env.id.clone(), name_str.clone(), prior + 1));
+            }
+            let payload = Bytes::from(env.payload);
+            inflight.insert(
+                token,
+                InFlight {
+                    stream_id,
+                    d,
+                    job_id: env.id.clone(),
+                    name: name_str.clone(),
+                    prior,
+                    max_attempts,
+                    leased_at: now,
+                },
+            );
+            out.push(Delivery {
+                token,
+                job_id: env.id,
+                name: name_str,
+                payload,
+                attempt: prior + 1,
+                created_at_ms: env.created_at_ms,
+            });
+        }
+        drop(inflight);
+        if !dlq.is_empty() || !active.is_empty() {
+            self.push(|ob| {
+                ob.active.extend(active);
+                ob.dlq.extend(dlq);
+            });
+        }
+        out
+    }
+
+    async fn flush(&self, batch: &Outbox) -> Result<()> {
+        let mut keys: Vec<Key> = vec![
+            self.keys.stream.as_str().into(),
+            self.keys.delayed.as_str().into(),
+            self.keys.dlq.as_str().into(),
+            self.keys.events.as_str().into(),
+        ];
+        let ttl_secs = self.cfg.result_ttl_ms.div_ceil(1000).max(1);
+        let mut a: Vec<Value> = Vec::with_capacity(16 + batch.len() * 8);
+        let flag = |b: bool| Value::from(if b { "1" } else { "0" });
+        a.push(Value::from(self.cfg.group.as_str()));
+        a.push(flag(self.cfg.events_enabled));
+        a.push(flag(self.features.xackdel));
+        a.push(Value::from(self.cfg.dlq_max_stream_len as i64));
+        a.push(Value::from(EVENTS_MAXLEN as i64));
+        a.push(Value::from(ttl_secs as i64));
+        a.push(Value::from(batch.active.len() as i64));
+        for (id, name, att) in &batch.active {
+            a.push(Value::from(id.as_str()));
+            a.push(Value::from(name.as_str()));
+            a.push(Value::from(*att as i64));
+        }
+        a.push(Value::from(batch.ok.len() as i64));
+        for r in &batch.ok {
+            a.push(Value::from(r.stream_id.as_str()));
+            a.push(Value::from(r.job_id.as_str()));
+            a.push(Value::from(r.name.as_str()));
+            a.push(Value::from(r.attempt as i64));
+            a.push(Value::from(r.duration_us as i64));
+            match &r.result {
+                Some(bytes) => {
+                    keys.push(self.keys.result(&r.job_id).into());
+                    a.push(Value::from((keys.len() - 4) as i64));
+                    a.push(Value::Bytes(bytes.clone()));
+                }
+                None => {
+                    a.push(Value::from(0i64));
+                    a.push(Value::from(""));
+                }
+            }
+        }
+        a.push(Value::from(batch.retry.len() as i64));
+        for r in &batch.retry {
+            a.push(Value::from(r.stream_id.as_str()));
+            a.push(Value::from(r.job_id.as_str()));
+            a.push(Value::from(r.name.as_str()));
+            a.push(Value::from(r.attempt as i64));
+            a.push(Value::from(r.duration_us as i64));
+            a.push(Value::from(r.reason.as_str()));
+            a.push(Value::Bytes(r.member.clone().into()));
+            a.push(Value::from(r.backoff_ms as i64));
+        }
+        a.push(Value::from(batch.dlq.len() as i64));
+        for r in &batch.dlq {
+            a.push(Value::from(r.stream_id.as_str()));
+            a.push(Value::from(r.job_id.as_str()));
+            a.push(Value::from(r.name.as_str()));
+            a.push(Value::from(r.attempt as i64));
+            a.push(match r.duration_us {
+                Some(d) => Value::from(d as i64),
+                None => Value::from(""),
+            });
+            a.push(Value::from(r.reason));
+            a.push(Value::from(r.detail.as_str()));
+            a.push(Value::Bytes(r.d.clone()));
+            a.push(Value::from(r.failed_reason.as_str()));
+        }
+        a.push(flag(batch.drained));
+        let _: i64 = self.settle.run(&self.writer, keys, a).await?;
+        Ok(())
+    }
+
+    /// Removes this consumer from the group when it has nothing pending,
+    /// so restarts do not pile up dead consumer names.
+    async fn forget_consumer_if_idle(&self) {
+        let pending: std::result::Result<Value, _> = self
+            .writer
+            .custom(
+                fred::cmd!("XPENDING"),
+                vec![
+                    self.keys.stream.as_str(),
+                    self.cfg.group.as_str(),
+                    "-",
+                    "+",
+                    "1",
+                    self.consumer_name.as_str(),
+                ],
+            )
+            .await;
+        if let Ok(Value::Array(items)) = pending {
+            if items.is_empty() {
+                let _: std::result::Result<Value, _> = self
+                    .writer
+                    .custom(
+                        fred::cmd!("XGROUP"),
+                        vec!["DELCONSUMER", self.keys.stream.as_str(), self.cfg.group.as_str(), self.consumer_name.as_str()],
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// Take up to `max` permits: waits for the first, takes the rest if free.
+async fn take_slots(inner: &Inner, max: usize) -> Option<usize> {
+    let first = tokio::select! {
+        p = inner.slots.clone().acquire_owned() => p.ok()?,
+        _ = inner.stop_reading.cancelled() => return None,
+    };
+    first.forget();
+    let mut n = 1;
+    while n < max {
+        match inner.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                n += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    Some(n)
+}
+
+async fn reader_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>) {
+    let mut had_work = false;
+    let mut failures = 0u32;
+    let read_timeout = Duration::from_millis(inner.cfg.read_block_ms) + Duration::from_secs(10);
+    loop {
+        if inner.stop_reading.is_cancelled() {
+            break;
+        }
+        let Some(n) = take_slots(&inner, inner.cfg.read_count).await else { break };
+        let read = inner.reader.with_options(&fred::types::config::Options { timeout: Some(read_timeout), ..Default::default() });
+        let res: std::result::Result<Value, _> = read
+            .xreadgroup(
+                inner.cfg.group.as_str(),
+                inner.consumer_name.as_str(),
+                Some(n as u64),
+                Some(inner.cfg.read_block_ms),
+                false,
+                inner.keys.stream.as_str(),
+                ">",
+            )
+            .await;
+        let entries = match res.map_err(Error::from).and_then(streams::parse_read) {
+            Ok(e) => {
+                failures = 0;
+                e
+            }
+            Err(e) => {
+                inner.slots.add_permits(n);
+                if e.code() == "redis" && e.to_string().contains("NOGROUP") {
+                    // The stream or group was deleted under us: recreate it.
+                    let _: std::result::Result<Value, _> =
+                        inner.writer.xgroup_create(inner.keys.stream.as_str(), inner.cfg.group.as_str(), "0", true).await;
+                }
+                failures += 1;
+                tracing::warn!(error = %e, "stream read failed; retrying");
+                let wait = Duration::from_millis((50u64 << failures.min(6)).min(2_000));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = inner.stop_reading.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        let got = entries.len();
+        if got < n {
+            inner.slots.add_permits(n - got);
+        }
+        let batch = inner.admit(entries, None);
+        // Entries routed to the DLQ never reach the language layer.
+        let routed = got - batch.len();
+        if routed > 0 {
+            inner.slots.add_permits(routed);
+        }
+        if got > 0 {
+            had_work = true;
+        }
+        if got < n && had_work && inner.cfg.events_enabled {
+            had_work = false;
+            inner.push(|ob| ob.drained = true);
+        }
+        if !batch.is_empty() && tx.send(batch).is_err() {
+            break;
+        }
+    }
+    inner.reader_exited.store(true, Ordering::Release);
+}
+
+/// Crash recovery and lease extension.
+async fn claimer_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>) {
+    let idle = inner.cfg.claim_min_idle_ms;
+    let period = Duration::from_millis((idle / 3).clamp(50, 5_000));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {},
+            _ = inner.stop_reading.cancelled() => break,
+        }
+        if let Err(e) = extend_leases(&inner).await {
+            tracing::warn!(error = %e, "lease extension failed");
+        }
+        match recover(&inner).await {
+            Ok(batch) => {
+                if !batch.is_empty() && tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "crash recovery pass failed"),
+        }
+    }
+}
+
+/// Resets the idle time of entries whose handlers are still running, so
+/// that other workers do not claim a slow job while this worker is alive.
+async fn extend_leases(inner: &Inner) -> Result<()> {
+    let threshold = Duration::from_millis(inner.cfg.claim_min_idle_ms / 3);
+    let now = Instant::now();
+    let ids: Vec<String> = {
+        let mut inflight = inner.inflight.lock().unwrap();
+        inflight
+            .values_mut()
+            .filter(|j| now.duration_since(j.leased_at) >= threshold)
+            .map(|j| {
+                j.leased_at = now;
+                j.stream_id.clone()
+            })
+            .collect()
+    };
+    for chunk in ids.chunks(500) {
+        let mut args: Vec<Value> = vec![
+            inner.keys.stream.as_str().into(),
+            inner.cfg.group.as_str().into(),
+            inner.consumer_name.as_str().into(),
+            Value::from(0i64),
+        ];
+        args.extend(chunk.iter().map(|s| Value::from(s.as_str())));
+        args.push("JUSTID".into());
+        let _: Value = inner.writer.custom(fred::cmd!("XCLAIM"), args).await?;
+    }
+    Ok(())
+}
+
+/// Claims entries idle longer than `claim_min_idle_ms` (their worker died)
+/// and admits them with their delivery counts.
+async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
+    let free = inner.slots.available_permits().min(inner.cfg.read_count);
+    if free == 0 {
+        return Ok(Vec::new());
+    }
+    let idle = inner.cfg.claim_min_idle_ms as i64;
+    let pending: Value = inner
+        .writer
+        .custom(
+            fred::cmd!("XPENDING"),
+            vec![
+                Value::from(inner.keys.stream.as_str()),
+                Value::from(inner.cfg.group.as_str()),
+                Value::from("IDLE"),
+                Value::from(idle),
+                Value::from("-"),
+                Value::from("+"),
+                Value::from(free as i64),
+            ],
+        )
+        .await?;
+    let Value::Array(rows) = pending else { return Ok(Vec::new()) };
+    let mine: std::collections::HashSet<String> =
+        inner.inflight.lock().unwrap().values().map(|j| j.stream_id.clone()).collect();
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for row in rows {
+        if let Value::Array(cols) = row {
+            let id = cols.first().and_then(|v| v.as_str().map(|s| s.to_string()));
+            let count = cols.get(3).and_then(|v| v.as_u64());
+            if let (Some(id), Some(count)) = (id, count) {
+                if !mine.contains(&id) {
+                    counts.insert(id, count + 1);
+                }
+            }
+        }
+    }
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut permits = 0usize;
+    while permits < counts.len() {
+        match inner.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                permits += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    if permits == 0 {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = counts.keys().take(permits).cloned().collect();
+    let mut args: Vec<Value> = vec![
+        inner.keys.stream.as_str().into(),
+        inner.cfg.group.as_str().into(),
+        inner.consumer_name.as_str().into(),
+        Value::from(idle),
+    ];
+    args.extend(ids.iter().map(|s| Value::from(s.as_str())));
+    let claimed: std::result::Result<Value, _> = inner.writer.custom(fred::cmd!("XCLAIM"), args).await;
+    let claimed = match claimed {
+        Ok(v) => v,
+        Err(e) => {
+            inner.slots.add_permits(permits);
+            return Err(e.into());
+        }
+    };
+    let entries: Vec<Entry> = streams::parse_entries(claimed)?.into_iter().filter(|(_, f)| !f.is_empty()).collect();
+    let got = entries.len();
+    let batch = inner.admit(entries, Some(&counts));
+    let unused = permits - batch.len();
+    if unused > 0 {
+        inner.slots.add_permits(unused);
+    }
+    if got > 0 {
+        tracing::info!(recovered = got, "claimed entries left pending by a stopped worker");
+    }
+    Ok(batch)
+}
+
+async fn writer_loop(inner: Arc<Inner>) {
+    let mut failures = 0u32;
+    let mut pending: Option<Outbox> = None;
+    loop {
+        if pending.is_none() {
+            let taken = {
+                let mut ob = inner.outbox.lock().unwrap();
+                if ob.is_empty() {
+                    None
+                } else {
+                    Some(std::mem::take(&mut *ob))
+                }
+            };
+            match taken {
+                Some(b) => pending = Some(b),
+                None => {
+                    if inner.stop_all.is_cancelled() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = inner.outbox_notify.notified() => {},
+                        _ = inner.stop_all.cancelled() => {},
+                    }
+                    continue;
+                }
+            }
+        }
+        let batch = pending.as_ref().expect("set above");
+        match inner.flush(batch).await {
+            Ok(()) => {
+                failures = 0;
+                pending = None;
+            }
+            Err(e) => {
+                failures += 1;
+                if !e.is_transient() && failures > 5 {
+                    tracing::error!(error = %e, "settle failed repeatedly; dropping this flush (its jobs stay pending and will be redelivered)");
+                    pending = None;
+                    failures = 0;
+                    continue;
+                }
+                if inner.stop_all.is_cancelled() && failures > 20 {
+                    tracing::error!(error = %e, "Redis unreachable at shutdown; unsettled jobs stay pending and will be redelivered");
+                    break;
+                }
+                tracing::warn!(error = %e, "settle flush failed; retrying");
+                tokio::time::sleep(Duration::from_millis((25u64 << failures.min(6)).min(1_000))).await;
+            }
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.inner.stop_reading.cancel();
+        self.inner.stop_all.cancel();
+        self.inner.outbox_notify.notify_one();
+    }
+}

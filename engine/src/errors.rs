@@ -1,0 +1,170 @@
+//! The engine's one error type. Every variant has a stable `code` that the
+//! language bindings map to one exception / error class each; conformance
+//! compares codes, never message text.
+
+use fred::error::{Error as FredError, ErrorKind};
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A caller-supplied value is out of range or malformed.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    /// A caller-supplied value has the wrong type.
+    #[error("{field}: {message}")]
+    InvalidType { field: String, message: String },
+    /// A value could not be encoded for the wire.
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// Bytes read from Redis do not decode as the wire format says.
+    #[error("decode failed: {0}")]
+    Decode(String),
+    /// Redis could not be reached, or the connection dropped.
+    #[error("cannot reach Redis: {0}")]
+    Connection(String),
+    /// Redis refused the credentials.
+    #[error("Redis refused authentication: {0}")]
+    Auth(String),
+    /// An operation did not finish in its time bound.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Redis answered with an error reply.
+    #[error("Redis replied with an error: {0}")]
+    Redis(String),
+    /// The object was closed.
+    #[error("closed: {0}")]
+    Closed(String),
+    /// The process forked after the engine's runtime started.
+    #[error("the process forked after ChasquiMQ started its runtime; create new Queue/Worker objects in the child process")]
+    Forked,
+    /// The feature is not available (yet, or on this server).
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    /// A bug: an invariant of the engine broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable code of this error (see `spec/api.yaml`, `errors:`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::InvalidType { .. } => "invalid_type",
+            Error::Encode(_) => "encode",
+            Error::Decode(_) => "decode",
+            Error::Connection(_) => "connection",
+            Error::Auth(_) => "auth",
+            Error::Timeout(_) => "timeout",
+            Error::Redis(_) => "redis",
+            Error::Closed(_) => "closed",
+            Error::Forked => "forked",
+            Error::NotSupported(_) => "not_supported",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Every code, in a fixed order (used by binding tests).
+    pub const CODES: [&'static str; 12] = [
+        "invalid_argument",
+        "invalid_type",
+        "encode",
+        "decode",
+        "connection",
+        "auth",
+        "timeout",
+        "redis",
+        "closed",
+        "forked",
+        "not_supported",
+        "internal",
+    ];
+
+    /// One sample error per code, for binding conversion tests.
+    pub fn sample(code: &str) -> Option<Error> {
+        let s = || "sample".to_string();
+        Some(match code {
+            "invalid_argument" => Error::invalid_argument("field", "sample"),
+            "invalid_type" => Error::InvalidType { field: "field".into(), message: s() },
+            "encode" => Error::Encode(s()),
+            "decode" => Error::Decode(s()),
+            "connection" => Error::Connection(s()),
+            "auth" => Error::Auth(s()),
+            "timeout" => Error::Timeout(s()),
+            "redis" => Error::Redis(s()),
+            "closed" => Error::Closed(s()),
+            "forked" => Error::Forked,
+            "not_supported" => Error::NotSupported(s()),
+            "internal" => Error::Internal(s()),
+            _ => return None,
+        })
+    }
+
+    pub fn invalid_argument(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument { field: field.into(), message: message.into() }
+    }
+
+    /// True when retrying later may succeed (connection-level trouble).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Connection(_) | Error::Timeout(_))
+    }
+}
+
+impl From<FredError> for Error {
+    fn from(e: FredError) -> Self {
+        let details = e.details().to_string();
+        match e.kind() {
+            ErrorKind::Auth => Error::Auth(details),
+            ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing => Error::Connection(details),
+            ErrorKind::Timeout => Error::Timeout(details),
+            ErrorKind::Url | ErrorKind::Config => Error::invalid_argument("redis_url", details),
+            ErrorKind::Backpressure => Error::Connection(details),
+            _ => {
+                // The server reports auth failures as plain error replies.
+                let upper = details.to_ascii_uppercase();
+                if upper.starts_with("WRONGPASS") || upper.starts_with("NOAUTH") || upper.contains("WRONGPASS") {
+                    Error::Auth(details)
+                } else if upper.contains("CONNECTION") && upper.contains("CLOSED") {
+                    Error::Connection(details)
+                } else {
+                    Error::Redis(details)
+                }
+            }
+        }
+    }
+}
+
+impl From<rmp::encode::ValueWriteError> for Error {
+    fn from(e: rmp::encode::ValueWriteError) -> Self {
+        Error::Encode(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_sample_with_that_code() {
+        for code in Error::CODES {
+            assert_eq!(Error::sample(code).unwrap().code(), code);
+        }
+        assert!(Error::sample("nope").is_none());
+    }
+
+    #[test]
+    fn fred_kinds_map_to_codes() {
+        let io = FredError::new(ErrorKind::IO, "refused");
+        assert_eq!(Error::from(io).code(), "connection");
+        let auth = FredError::new(ErrorKind::Auth, "bad");
+        assert_eq!(Error::from(auth).code(), "auth");
+        let wp = FredError::new(ErrorKind::Unknown, "WRONGPASS invalid username-password pair");
+        assert_eq!(Error::from(wp).code(), "auth");
+        let t = FredError::new(ErrorKind::Timeout, "slow");
+        assert_eq!(Error::from(t).code(), "timeout");
+        let other = FredError::new(ErrorKind::Unknown, "ERR syntax");
+        assert_eq!(Error::from(other).code(), "redis");
+    }
+}

@@ -1,0 +1,23 @@
+//! ChasquiMQ engine: a job queue on Redis Streams.
+//!
+//! Knows nothing about Python or Node; bindings convert types and errors.
+//! The Redis data layout is the ChasquiMQ 1.x layout (see `docs/wire-format.md`).
+
+pub mod conn;
+pub mod consumer;
+pub mod envelope;
+pub mod errors;
+pub mod keys;
+pub mod producer;
+pub mod promoter;
+pub mod runtime;
+pub mod scripts;
+pub mod streams;
+
+pub use consumer::{Consumer, ConsumerConfig, Delivery, FailKind, Outcome};
+pub use envelope::{Backoff, BackoffKind, Envelope, RetryOverride};
+pub use errors::{Error, Result};
+pub use producer::{AddOptions, Added, DlqEntry, NewJob, Producer, ProducerConfig};
+
+/// The engine's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

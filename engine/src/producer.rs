@@ -1,0 +1,428 @@
+//! The producer: immediate and delayed adds, bulk adds in one pipeline, and
+//! the DLQ reader/replayer.
+
+use crate::conn::{self, Script};
+use crate::envelope::{encode_member, Envelope, RetryOverride};
+use crate::errors::{Error, Result};
+use crate::keys::{validate_queue_name, Keys};
+use crate::scripts;
+use fred::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+/// Longest job name, in UTF-8 bytes (the wire's `n` field).
+pub const MAX_NAME_BYTES: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub queue: String,
+    pub pool_size: usize,
+    pub max_stream_len: u64,
+    pub max_delay_secs: u64,
+}
+
+impl ProducerConfig {
+    pub fn new(queue: impl Into<String>) -> Self {
+        ProducerConfig { queue: queue.into(), pool_size: 2, max_stream_len: 1_000_000, max_delay_secs: 30 * 24 * 3600 }
+    }
+}
+
+/// Per-job options of an add.
+#[derive(Debug, Clone, Default)]
+pub struct AddOptions {
+    /// Deliver no earlier than this many ms from now (server clock).
+    pub delay_ms: Option<u64>,
+    /// Per-job retry override (envelope element 5).
+    pub retry: Option<RetryOverride>,
+    /// Caller-chosen job id (ChasquiMQ 2 issue: idempotency).
+    pub job_id: Option<String>,
+}
+
+/// One job to add.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub name: String,
+    /// msgpack of the user's data.
+    pub payload: Vec<u8>,
+    pub options: AddOptions,
+}
+
+/// What an add returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    pub id: String,
+    pub created_at_ms: u64,
+}
+
+/// One DLQ entry as `peek_dlq` returns it.
+#[derive(Debug, Clone)]
+pub struct DlqEntry {
+    pub dlq_id: String,
+    pub source_id: String,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub name: String,
+    /// The `d` field as stored: the envelope bytes (may be empty for `malformed`).
+    pub payload: Vec<u8>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn validate_name(field: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid_argument(
+            field,
+            format!("is {} bytes of UTF-8; job names are at most {MAX_NAME_BYTES} bytes", name.len()),
+        ));
+    }
+    Ok(())
+}
+
+struct Scripts {
+    add_delayed: Script,
+    replay: Script,
+}
+
+pub struct Producer {
+    url: String,
+    cfg: ProducerConfig,
+    keys: Keys,
+    clients: OnceCell<Vec<Client>>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+    scripts: Scripts,
+}
+
+/// Adds a job to `delayed`, scored by the server clock, and writes the
+/// `delayed` event. KEYS: delayed, events. ARGV: delay_ms, member, job_id, name, events_maxlen.
+const ADD_DELAYED: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+local e = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'delayed', 'id', ARGV[3], 'ts', string.format('%.0f', now)}
+if ARGV[4] ~= '' then e[#e + 1] = 'n'; e[#e + 1] = ARGV[4] end
+e[#e + 1] = 'delay_ms'; e[#e + 1] = ARGV[1]
+redis.call(unpack(e))
+return 1
+"#;
+
+pub const EVENTS_MAXLEN: u64 = 100_000;
+
+impl Producer {
+    /// Validates the configuration; connects lazily on first use.
+    pub fn new(url: &str, cfg: ProducerConfig) -> Result<Producer> {
+        validate_queue_name("queue_name", &cfg.queue)?;
+        conn::parse_url(url)?;
+        if cfg.pool_size == 0 || cfg.pool_size > 64 {
+            return Err(Error::invalid_argument("pool_size", "must be between 1 and 64"));
+        }
+        Ok(Producer {
+            url: url.to_string(),
+            keys: Keys::new(&cfg.queue),
+            cfg,
+            clients: OnceCell::new(),
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            scripts: Scripts { add_delayed: Script::new(ADD_DELAYED), replay: Script::new(scripts::REPLAY) },
+        })
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.cfg.queue
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn client(&self) -> Result<&Client> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed("the producer was closed".into()));
+        }
+        let clients = self
+            .clients
+            .get_or_try_init(|| async {
+                let mut v = Vec::with_capacity(self.cfg.pool_size);
+                for _ in 0..self.cfg.pool_size {
+                    v.push(conn::connect(&self.url, Some(conn::COMMAND_TIMEOUT)).await?);
+                }
+                Ok::<_, Error>(v)
+            })
+            .await?;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % clients.len();
+        Ok(&clients[i])
+    }
+
+    fn prepare(&self, job: &NewJob, created_at_ms: u64) -> Result<(Envelope, String)> {
+        validate_name("name", &job.name)?;
+        if let Some(d) = job.options.delay_ms {
+            if d > self.cfg.max_delay_secs.saturating_mul(1000) {
+                return Err(Error::invalid_argument(
+                    "delay_ms",
+                    format!("is {d} ms, above max_delay_secs ({} s); pass a shorter delay or raise max_delay_secs", self.cfg.max_delay_secs),
+                ));
+            }
+        }
+        let id = match &job.options.job_id {
+            Some(id) => id.clone(),
+            None => ulid::Ulid::new().to_string(),
+        };
+        let env = Envelope {
+            id: id.clone(),
+            payload: job.payload.clone(),
+            created_at_ms,
+            attempt: 0,
+            retry: job.options.retry.clone(),
+        };
+        Ok((env, id))
+    }
+
+    fn stream_fields(envelope: Vec<u8>, name: &str) -> Vec<(&'static str, Value)> {
+        let mut fields: Vec<(&'static str, Value)> = Vec::with_capacity(2);
+        fields.push(("d", Value::Bytes(envelope.into())));
+        if !name.is_empty() {
+            fields.push(("n", Value::String(name.to_string().into())));
+        }
+        fields
+    }
+
+    /// Adds one job; one round trip.
+    pub async fn add(&self, job: NewJob) -> Result<Added> {
+        if job.options.job_id.is_some() {
+            return Err(Error::NotSupported("job_id is not available yet".into()));
+        }
+        let created = now_ms();
+        let (env, id) = self.prepare(&job, created)?;
+        let client = self.client().await?;
+        match job.options.delay_ms {
+            Some(d) if d > 0 => {
+                let member = encode_member(&job.name, &env.encode());
+                let _: i64 = self
+                    .scripts
+                    .add_delayed
+                    .run(
+                        client,
+                        vec![self.keys.delayed.as_str().into(), self.keys.events.as_str().into()],
+                        vec![
+                            Value::from(d as i64),
+                            Value::Bytes(member.into()),
+                            Value::from(id.as_str()),
+                            Value::from(job.name.as_str()),
+                            Value::from(EVENTS_MAXLEN as i64),
+                        ],
+                    )
+                    .await?;
+            }
+            _ => {
+                let _: Value = client
+                    .xadd(
+                        self.keys.stream.as_str(),
+                        false,
+                        ("MAXLEN", "~", self.cfg.max_stream_len as i64),
+                        "*",
+                        Self::stream_fields(env.encode(), &job.name),
+                    )
+                    .await?;
+            }
+        }
+        Ok(Added { id, created_at_ms: created })
+    }
+
+    /// Adds many jobs in one pipeline: one round trip per call.
+    pub async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Added>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let created = now_ms();
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if job.options.job_id.is_some() {
+                return Err(Error::NotSupported("job_id is not available yet".into()));
+            }
+            let (env, id) = self.prepare(job, created).map_err(|e| match e {
+                Error::InvalidArgument { field, message } => {
+                    Error::InvalidArgument { field: format!("jobs[{i}].{field}"), message }
+                }
+                other => other,
+            })?;
+            prepared.push((env, id));
+        }
+        let client = self.client().await?;
+        let pipe = client.pipeline();
+        for (job, (env, id)) in jobs.iter().zip(prepared.iter()) {
+            match job.options.delay_ms {
+                Some(d) if d > 0 => {
+                    let member = encode_member(&job.name, &env.encode());
+                    let _: () = pipe
+                        .custom(
+                            fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)),
+                            vec![
+                                Value::from(self.scripts.add_delayed.sha()),
+                                Value::from(2i64),
+                                Value::from(self.keys.delayed.as_str()),
+                                Value::from(self.keys.events.as_str()),
+                                Value::from(d as i64),
+                                Value::Bytes(member.into()),
+                                Value::from(id.as_str()),
+                                Value::from(job.name.as_str()),
+                                Value::from(EVENTS_MAXLEN as i64),
+                            ],
+                        )
+                        .await?;
+                }
+                _ => {
+                    let _: () = pipe
+                        .xadd(
+                            self.keys.stream.as_str(),
+                            false,
+                            ("MAXLEN", "~", self.cfg.max_stream_len as i64),
+                            "*",
+                            Self::stream_fields(env.encode(), &job.name),
+                        )
+                        .await?;
+                }
+            }
+        }
+        let results = pipe.try_all::<Value>().await;
+        let mut noscript = false;
+        for r in &results {
+            if let Err(e) = r {
+                if e.details().starts_with("NOSCRIPT") {
+                    noscript = true;
+                } else {
+                    return Err(Error::from(e.clone()));
+                }
+            }
+        }
+        if noscript {
+            // Only delayed entries can fail with NOSCRIPT, and those did not run.
+            for ((job, (env, id)), r) in jobs.iter().zip(prepared.iter()).zip(results.iter()) {
+                if r.is_err() {
+                    let member = encode_member(&job.name, &env.encode());
+                    let _: i64 = self
+                        .scripts
+                        .add_delayed
+                        .run(
+                            client,
+                            vec![self.keys.delayed.as_str().into(), self.keys.events.as_str().into()],
+                            vec![
+                                Value::from(job.options.delay_ms.unwrap_or(0) as i64),
+                                Value::Bytes(member.into()),
+                                Value::from(id.as_str()),
+                                Value::from(job.name.as_str()),
+                                Value::from(EVENTS_MAXLEN as i64),
+                            ],
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(prepared.into_iter().map(|(_, id)| Added { id, created_at_ms: created }).collect())
+    }
+
+    /// Up to `limit` DLQ entries, oldest first.
+    pub async fn peek_dlq(&self, limit: u64) -> Result<Vec<DlqEntry>> {
+        let client = self.client().await?;
+        let v: Value = client.xrange(self.keys.dlq.as_str(), "-", "+", Some(limit)).await?;
+        Ok(crate::streams::parse_entries(v)?.into_iter().map(|(id, f)| dlq_entry(id, f)).collect())
+    }
+
+    /// Moves up to `limit` DLQ entries (oldest first) back to the stream with
+    /// their attempt counter reset; the retry override is kept. Entries whose
+    /// envelope does not decode stay in the DLQ. Returns how many moved.
+    pub async fn replay_dlq(&self, limit: u64) -> Result<u64> {
+        let client = self.client().await?;
+        let mut replayed = 0u64;
+        let mut start = "-".to_string();
+        while replayed < limit {
+            let want = (limit - replayed).min(500);
+            let v: Value = client.xrange(self.keys.dlq.as_str(), start.as_str(), "+", Some(want)).await?;
+            let entries = crate::streams::parse_entries(v)?;
+            if entries.is_empty() {
+                break;
+            }
+            let last = entries.last().map(|(id, _)| id.clone()).unwrap_or_default();
+            let mut args: Vec<Value> = vec![Value::from(self.cfg.max_stream_len as i64)];
+            for (id, fields) in &entries {
+                let e = dlq_entry(id.clone(), fields.clone());
+                if let Ok(mut env) = Envelope::decode(&e.payload) {
+                    env.attempt = 0;
+                    args.push(Value::from(id.as_str()));
+                    args.push(Value::Bytes(env.encode().into()));
+                    args.push(Value::from(e.name.as_str()));
+                }
+            }
+            if args.len() > 1 {
+                let n: i64 = self
+                    .scripts
+                    .replay
+                    .run(client, vec![self.keys.dlq.as_str().into(), self.keys.stream.as_str().into()], args)
+                    .await?;
+                replayed += n as u64;
+            }
+            if (entries.len() as u64) < want {
+                break;
+            }
+            start = format!("({last}");
+        }
+        Ok(replayed)
+    }
+
+    /// Drops the connections. Idempotent.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(clients) = self.clients.get() {
+            for c in clients {
+                let _ = c.quit().await;
+            }
+        }
+    }
+}
+
+fn dlq_entry(dlq_id: String, fields: Vec<(String, bytes::Bytes)>) -> DlqEntry {
+    let mut e = DlqEntry {
+        dlq_id,
+        source_id: String::new(),
+        reason: String::new(),
+        detail: None,
+        name: String::new(),
+        payload: Vec::new(),
+    };
+    for (k, v) in fields {
+        let s = || String::from_utf8_lossy(&v).into_owned();
+        match k.as_str() {
+            "d" => e.payload = v.to_vec(),
+            "n" => e.name = s(),
+            "source_id" => e.source_id = s(),
+            "reason" => e.reason = s(),
+            "detail" => e.detail = Some(s()),
+            _ => {}
+        }
+    }
+    e
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Connection tasks outlive their handles; quit them so a dropped
+        // producer does not keep sockets (and reconnect loops) alive.
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            if let (Some(clients), Ok(rt)) = (self.clients.take(), crate::runtime::runtime()) {
+                rt.spawn(async move {
+                    for c in clients {
+                        let _ = c.quit().await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Shared handle type used by bindings.
+pub type SharedProducer = Arc<Producer>;

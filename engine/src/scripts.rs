@@ -1,0 +1,202 @@
+//! The Lua scripts. Each one declares every key it touches in KEYS (Redis
+//! Cluster), takes its clock from the server (`TIME`), and is one atomic step.
+
+/// Settles a batch: `active` events, acks (+ `completed` events and
+/// results), retries into `delayed`, DLQ routing, and the `drained` event,
+/// all in one round trip.
+///
+/// KEYS: stream, delayed, dlq, events, then result keys.
+/// ARGV: group, events(0|1), xackdel(0|1), dlq_maxlen, events_maxlen,
+///   result_ttl_secs, then sections, each a count followed by records:
+///   active   (job_id, name, attempt)
+///   ok       (stream_id, job_id, name, attempt, duration_us, result_key_index|0, result)
+///   retry    (stream_id, job_id, name, attempt, duration_us, reason, member, backoff_ms)
+///   dlq      (stream_id, job_id, name, attempt, duration_us|'', reason, detail, d, failed_reason|'')
+///   drained  (0|1)
+/// Returns the number of entries acknowledged.
+pub const SETTLE: &str = r#"
+local stream, delayed, dlq, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group = ARGV[1]
+local ev = ARGV[2] == '1'
+local ackdel = ARGV[3] == '1'
+local dlqmax, evmax, ttl = ARGV[4], ARGV[5], ARGV[6]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ts = string.format('%.0f', now)
+
+local function emit(kind, id, name, extra)
+  if not ev then return end
+  local a = {'XADD', events, 'MAXLEN', '~', evmax, '*', 'e', kind, 'id', id, 'ts', ts}
+  if name ~= '' then a[#a + 1] = 'n'; a[#a + 1] = name end
+  for i = 1, #extra do a[#a + 1] = extra[i] end
+  redis.call(unpack(a))
+end
+
+-- Acks and deletes one entry; 1 when it was still pending (not settled by
+-- anyone else), so a retried flush never routes a job twice.
+local function ack1(id)
+  if ackdel then
+    local r = redis.call('XACKDEL', stream, group, 'IDS', 1, id)
+    if r[1] == 1 or r[1] == 2 then return 1 end
+    return 0
+  end
+  local n = redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  return n
+end
+
+local i = 7
+local acked = 0
+
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  emit('active', ARGV[i], ARGV[i + 1], {'attempt', ARGV[i + 2]})
+  i = i + 3
+end
+
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local ids = {}
+  for k = 0, n - 1 do ids[#ids + 1] = ARGV[i + k * 7] end
+  for s = 1, #ids, 500 do
+    local e = math.min(s + 499, #ids)
+    if ackdel then
+      redis.call('XACKDEL', stream, group, 'IDS', e - s + 1, unpack(ids, s, e))
+    else
+      acked = acked + redis.call('XACK', stream, group, unpack(ids, s, e))
+      redis.call('XDEL', stream, unpack(ids, s, e))
+    end
+  end
+  for _ = 1, n do
+    local jid, name, att, dur, rk = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+    if rk > 0 then redis.call('SET', KEYS[4 + rk], ARGV[i + 6], 'EX', ttl) end
+    emit('completed', jid, name, {'attempt', att, 'duration_us', dur})
+    i = i + 7
+  end
+end
+
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local sid, jid, name, att, dur, reason, member, backoff =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  if ack1(sid) == 1 then
+    acked = acked + 1
+    redis.call('ZADD', delayed, now + tonumber(backoff), member)
+    emit('failed', jid, name, {'attempt', att, 'reason', reason, 'duration_us', dur})
+    emit('retry-scheduled', jid, name, {'attempt', tostring(tonumber(att) + 1), 'backoff_ms', backoff})
+  end
+  i = i + 8
+end
+
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local sid, jid, name, att, dur, reason, detail, d, freason =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  if ack1(sid) == 1 then
+    acked = acked + 1
+    local a = {'XADD', dlq, 'MAXLEN', '~', dlqmax, '*', 'd', d}
+    if name ~= '' then a[#a + 1] = 'n'; a[#a + 1] = name end
+    a[#a + 1] = 'source_id'; a[#a + 1] = sid
+    a[#a + 1] = 'reason'; a[#a + 1] = reason
+    if detail ~= '' then a[#a + 1] = 'detail'; a[#a + 1] = detail end
+    redis.call(unpack(a))
+    if dur ~= '' then
+      emit('failed', jid, name, {'attempt', att, 'reason', freason, 'duration_us', dur})
+    end
+    emit('dlq', jid, name, {'attempt', att, 'reason', reason})
+  end
+  i = i + 9
+end
+
+if ARGV[i] == '1' then emit('drained', '', '', {}) end
+return acked
+"#;
+
+/// Leader election plus promotion of due delayed members, one round trip a tick.
+/// KEYS: delayed, stream, events, lock.
+/// ARGV: holder, lock_ttl_secs, batch, stream_maxlen, events(0|1), events_maxlen.
+/// Returns {is_leader, promoted, ms_until_next_due or -1}.
+pub const PROMOTE: &str = r#"
+local cur = redis.call('GET', KEYS[4])
+if not cur then
+  redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
+elseif cur == ARGV[1] then
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+else
+  return {0, 0, -1}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ts = string.format('%.0f', now)
+local ev = ARGV[5] == '1'
+
+-- The job id is the envelope's first element: a msgpack str.
+local function envelope_id(env)
+  local p = 1
+  local b = string.byte(env, p)
+  if not b then return '' end
+  if b >= 0x90 and b <= 0x9f then p = p + 1
+  elseif b == 0xdc then p = p + 3
+  elseif b == 0xdd then p = p + 5
+  else return '' end
+  b = string.byte(env, p)
+  if not b then return '' end
+  local len
+  if b >= 0xa0 and b <= 0xbf then len = b - 0xa0; p = p + 1
+  elseif b == 0xd9 then len = string.byte(env, p + 1) or 0; p = p + 2
+  elseif b == 0xda then len = (string.byte(env, p + 1) or 0) * 256 + (string.byte(env, p + 2) or 0); p = p + 3
+  else return '' end
+  return string.sub(env, p, p + len - 1)
+end
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local moved = 0
+for _, m in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], m) == 1 and #m >= 4 then
+    local len = struct.unpack('<I4', m)
+    if 4 + len <= #m then
+      local name = string.sub(m, 5, 4 + len)
+      local env = string.sub(m, 5 + len)
+      local a = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'd', env}
+      if len > 0 then a[#a + 1] = 'n'; a[#a + 1] = name end
+      redis.call(unpack(a))
+      moved = moved + 1
+      if ev then
+        local e = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', 'waiting', 'id', envelope_id(env), 'ts', ts}
+        if len > 0 then e[#e + 1] = 'n'; e[#e + 1] = name end
+        redis.call(unpack(e))
+      end
+    end
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if nxt[2] then
+  wait = math.max(0, tonumber(nxt[2]) - now)
+end
+return {1, moved, wait}
+"#;
+
+/// Compare-and-delete of a leader lock. KEYS: lock. ARGV: holder.
+pub const RELEASE_LOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// DLQ replay: per entry, delete it from the DLQ and, only if that deleted
+/// something, add it to the stream; concurrent replays never duplicate.
+/// KEYS: dlq, stream. ARGV: stream_maxlen, then (dlq_id, d, name) triples.
+pub const REPLAY: &str = r#"
+local count = 0
+for i = 2, #ARGV, 3 do
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    local a = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 1]}
+    if ARGV[i + 2] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[i + 2] end
+    redis.call(unpack(a))
+    count = count + 1
+  end
+end
+return count
+"#;
