@@ -6,7 +6,7 @@ use crate::errors::{Error, Result};
 use rand::Rng;
 
 /// Backoff kind of a retry override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackoffKind {
     Fixed,
     Exponential,

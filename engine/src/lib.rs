@@ -10,6 +10,7 @@ pub mod errors;
 pub mod keys;
 pub mod producer;
 pub mod promoter;
+pub mod repeat;
 pub mod runtime;
 pub mod scripts;
 pub mod streams;
