@@ -372,6 +372,28 @@ impl Producer {
         Ok(replayed)
     }
 
+    /// Stored results (msgpack) of `job_ids`, aligned by index; one
+    /// pipelined round trip. `None` where no result is stored.
+    pub async fn get_results(&self, job_ids: &[String]) -> Result<Vec<Option<bytes::Bytes>>> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let pipe = client.pipeline();
+        for id in job_ids {
+            let _: () = pipe.get(self.keys.result(id)).await?;
+        }
+        let values: Vec<Value> = pipe.all().await?;
+        Ok(values
+            .into_iter()
+            .map(|v| match v {
+                Value::Bytes(b) => Some(b),
+                Value::String(s) => Some(s.into_inner()),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Drops the connections. Idempotent.
     pub async fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {

@@ -137,12 +137,40 @@ impl Producer {
         future_into_py(py, async move { p.replay_dlq(limit).await.map_err(to_py) })
     }
 
+    /// Stored results (msgpack bytes or None), aligned with `job_ids`.
+    fn get_results<'py>(&self, py: Python<'py>, job_ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            let values = p.get_results(&job_ids).await.map_err(to_py)?;
+            Ok(MaybeBytesList(values))
+        })
+    }
+
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let p = self.inner.clone();
         future_into_py(py, async move {
             p.close().await;
             Ok(())
         })
+    }
+}
+
+struct MaybeBytesList(Vec<Option<bytes::Bytes>>);
+
+impl<'py> IntoPyObject<'py> for MaybeBytesList {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for v in self.0 {
+            match v {
+                Some(b) => list.append(PyBytes::new(py, &b))?,
+                None => list.append(py.None())?,
+            }
+        }
+        Ok(list)
     }
 }
 
