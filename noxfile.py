@@ -17,7 +17,14 @@ nox.options.sessions = ["codegen-check", "lint", "test-rust", "test-python"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-PY_TEST_DEPS = ["maturin>=1.7,<2", "msgpack>=1.0", "redis>=5.0", "pytest>=8", "pytest-asyncio>=0.24", "hypothesis>=6"]
+PY_TEST_DEPS = [
+    "maturin>=1.7,<2",
+    "msgpack>=1.0",
+    "redis>=5.0",
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "hypothesis>=6",
+]
 CODEGEN_DEPS = ["jinja2>=3.1", "pyyaml>=6", "jsonschema>=4", "ruff>=0.6", "pytest>=8"]
 
 
@@ -32,7 +39,9 @@ def _build_python(session: nox.Session, *, release: bool = False) -> None:
 
 def _need_redis(session: nox.Session) -> None:
     if shutil.which("redis-server") is None:
-        session.error("redis-server is not on PATH: install it (apt-get install redis-server) or run .ci/run")
+        session.error(
+            "redis-server is not on PATH: install it (apt-get install redis-server) or run .ci/run"
+        )
 
 
 @nox.session(name="dev", venv_backend="none")
@@ -42,9 +51,16 @@ def dev(session: nox.Session) -> None:
     if not venv.exists():
         session.run(sys.executable, "-m", "venv", str(venv))
     pip = str(venv / "bin" / "pip")
-    session.run(pip, "install", "--quiet", *PY_TEST_DEPS, *CODEGEN_DEPS, "mypy>=1.10", "nox")
+    session.run(
+        pip, "install", "--quiet", *PY_TEST_DEPS, *CODEGEN_DEPS, "mypy>=1.10", "nox"
+    )
     with session.chdir(PY):
-        session.run(str(venv / "bin" / "maturin"), "develop", "--quiet", env={"VIRTUAL_ENV": str(venv)})
+        session.run(
+            str(venv / "bin" / "maturin"),
+            "develop",
+            "--quiet",
+            env={"VIRTUAL_ENV": str(venv)},
+        )
     session.log("ready: source .venv/bin/activate")
 
 
@@ -67,12 +83,23 @@ def codegen_check(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """rustfmt, clippy -D warnings, ruff (check + format), mypy and stubtest against the built module."""
     session.run("cargo", "fmt", "--all", "--check", external=True)
-    session.run("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
+    session.run(
+        "cargo",
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+        external=True,
+    )
     session.install("ruff>=0.6", "mypy>=1.10", *PY_TEST_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     _build_python(session)
-    session.run("mypy", "--strict", "-p", "chasquimq", env={"MYPYPATH": str(PY / "python")})
+    session.run(
+        "mypy", "--strict", "-p", "chasquimq", env={"MYPYPATH": str(PY / "python")}
+    )
     session.run(
         "python",
         "-m",
@@ -107,4 +134,3 @@ def demo(session: nox.Session) -> None:
     _build_python(session, release=True)
     env = {"PYTHONPATH": str(ROOT / "tools")}
     session.run("python", str(ROOT / "examples" / "demo.py"), *session.posargs, env=env)
-

@@ -33,7 +33,11 @@ def reachable(url: str) -> bool:
 
 def progress(label: str, done: int, total: int, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
-    print(f"\r{label}: {done:>9,}/{total:,} jobs  {rate:>10,.0f} jobs/s", end="", flush=True)
+    print(
+        f"\r{label}: {done:>9,}/{total:,} jobs  {rate:>10,.0f} jobs/s",
+        end="",
+        flush=True,
+    )
 
 
 async def run(url: str, jobs: int, batch: int, concurrency: int) -> None:
@@ -42,7 +46,12 @@ async def run(url: str, jobs: int, batch: int, concurrency: int) -> None:
         t0 = time.perf_counter()
         for start in range(0, jobs, batch):
             n = min(batch, jobs - start)
-            await queue.add_bulk([{"name": "demo", "data": {"i": start + k, "s": "x" * 10}} for k in range(n)])
+            await queue.add_bulk(
+                [
+                    {"name": "demo", "data": {"i": start + k, "s": "x" * 10}}
+                    for k in range(n)
+                ]
+            )
             if (start // batch) % 20 == 0 or start + n == jobs:
                 progress("enqueue", start + n, jobs, t0)
         enqueue_rate = jobs / (time.perf_counter() - t0)
@@ -73,12 +82,18 @@ async def run(url: str, jobs: int, batch: int, concurrency: int) -> None:
         print()
         await worker.close()
         await runner
-    print(f"enqueued {jobs:,} jobs at {enqueue_rate:,.0f} jobs/s (add_bulk, batches of {batch})")
-    print(f"processed {jobs:,} jobs at {process_rate:,.0f} jobs/s (concurrency {concurrency}, events on)")
+    print(
+        f"enqueued {jobs:,} jobs at {enqueue_rate:,.0f} jobs/s (add_bulk, batches of {batch})"
+    )
+    print(
+        f"processed {jobs:,} jobs at {process_rate:,.0f} jobs/s (concurrency {concurrency}, events on)"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=100)
@@ -90,7 +105,9 @@ def main() -> None:
             url = server.url
             print(f"started a throwaway redis-server on port {server.port}")
         else:
-            print(f"using Redis at {urllib.parse.urlparse(url).hostname}:{urllib.parse.urlparse(url).port}")
+            print(
+                f"using Redis at {urllib.parse.urlparse(url).hostname}:{urllib.parse.urlparse(url).port}"
+            )
         asyncio.run(run(url, args.jobs, args.batch, args.concurrency))
 
 

@@ -48,7 +48,9 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         exe = shutil.which("redis-server")
         if exe is None:
-            raise RuntimeError("redis-server is not on PATH; install it (apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server is not on PATH; install it (apt-get install redis-server)"
+            )
         args = [exe, "--port", str(self.port), "--bind", self.host, "--dir", self.dir]
         if not any(a == "--appendonly" for a in self.extra_args):
             args += ["--save", "", "--appendonly", "no"]
@@ -58,12 +60,16 @@ class RedisProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log")
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log"
+                )
             if ping(self.host, self.port):
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+        raise RuntimeError(
+            f"redis-server did not answer on port {self.port} within {timeout} s"
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -309,6 +309,20 @@ impl Consumer {
                 inner.stop_all.clone(),
             )));
         }
+        if inner.cfg.run_scheduler {
+            tasks.push(tokio::spawn(crate::scheduler::run(
+                inner.writer.clone(),
+                inner.keys.clone(),
+                crate::scheduler::SchedulerConfig {
+                    holder: inner.consumer_name.clone(),
+                    tick: Duration::from_millis(inner.cfg.scheduler_tick_ms),
+                    batch: 100,
+                    max_stream_len: inner.cfg.max_stream_len,
+                    lock_ttl_secs: promoter::LOCK_TTL_SECS as u64,
+                },
+                inner.stop_all.clone(),
+            )));
+        }
         Ok(Consumer {
             inner,
             tasks: tokio::sync::Mutex::new(tasks),

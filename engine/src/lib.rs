@@ -12,6 +12,7 @@ pub mod producer;
 pub mod promoter;
 pub mod repeat;
 pub mod runtime;
+pub mod scheduler;
 pub mod scripts;
 pub mod streams;
 

@@ -2,7 +2,7 @@
 //! the DLQ reader/replayer.
 
 use crate::conn::{self, Script};
-use crate::envelope::{encode_member, Envelope, RetryOverride};
+use crate::envelope::{Envelope, RetryOverride};
 use crate::errors::{Error, Result};
 use crate::keys::{validate_queue_name, Keys};
 use crate::scripts;
@@ -83,7 +83,8 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
 }
 
 struct Scripts {
-    add_delayed: Script,
+    add: Script,
+    cancel: Script,
     replay: Script,
 }
 
@@ -97,18 +98,52 @@ pub struct Producer {
     scripts: Scripts,
 }
 
-/// Adds a job to `delayed`, scored by the server clock, and writes the
-/// `delayed` event. KEYS: delayed, events. ARGV: delay_ms, member, job_id, name, events_maxlen.
-const ADD_DELAYED: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
-local e = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', 'delayed', 'id', ARGV[3], 'ts', string.format('%.0f', now)}
-if ARGV[4] ~= '' then e[#e + 1] = 'n'; e[#e + 1] = ARGV[4] end
-e[#e + 1] = 'delay_ms'; e[#e + 1] = ARGV[1]
-redis.call(unpack(e))
+/// Adds one job through a script: delayed (scored by the server clock,
+/// with a `delayed` event), and/or idempotent (a `dlid:<job_id>` marker set
+/// with NX decides; a duplicate writes nothing and returns 0).
+/// KEYS: stream, delayed, events, dlid, didx.
+/// ARGV: delay_ms (0 = now), dedup (0|1), ttl_secs, d, name, job_id,
+///   stream_maxlen, events_maxlen.
+const ADD: &str = r#"
+if ARGV[2] == '1' then
+  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[3]) then return 0 end
+end
+local delay = tonumber(ARGV[1])
+if delay > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local name = ARGV[5]
+  local member = struct.pack('<I4', #name) .. name .. ARGV[4]
+  redis.call('ZADD', KEYS[2], now + delay, member)
+  if ARGV[2] == '1' then redis.call('SET', KEYS[5], member, 'EX', ARGV[3]) end
+  local e = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', 'delayed', 'id', ARGV[6], 'ts', string.format('%.0f', now)}
+  if name ~= '' then e[#e + 1] = 'n'; e[#e + 1] = name end
+  e[#e + 1] = 'delay_ms'; e[#e + 1] = ARGV[1]
+  redis.call(unpack(e))
+else
+  local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'd', ARGV[4]}
+  if ARGV[5] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[5] end
+  redis.call(unpack(a))
+end
 return 1
 "#;
+
+/// Cancels a delayed job by id: removes its member from `delayed` only if
+/// it is still there (the promoter removes it first when it promotes).
+/// KEYS: didx, delayed, dlid. Returns 1 when cancelled.
+const CANCEL: &str = r#"
+local member = redis.call('GET', KEYS[1])
+if not member then return 0 end
+if redis.call('ZREM', KEYS[2], member) == 1 then
+  redis.call('DEL', KEYS[1], KEYS[3])
+  return 1
+end
+return 0
+"#;
+
+/// How long an immediate add's `job_id` dedups (s). A delayed add's marker
+/// lives `max(1, delay_ms div 1000) + 3600` s (the 1.x layout).
+pub const IMMEDIATE_DEDUP_TTL_SECS: u64 = 3600;
 
 pub const EVENTS_MAXLEN: u64 = 100_000;
 
@@ -127,7 +162,7 @@ impl Producer {
             clients: OnceCell::new(),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            scripts: Scripts { add_delayed: Script::new(ADD_DELAYED), replay: Script::new(scripts::REPLAY) },
+            scripts: Scripts { add: Script::new(ADD), cancel: Script::new(CANCEL), replay: Script::new(scripts::REPLAY) },
         })
     }
 
@@ -190,34 +225,46 @@ impl Producer {
         fields
     }
 
-    /// Adds one job; one round trip.
-    pub async fn add(&self, job: NewJob) -> Result<Added> {
-        if job.options.job_id.is_some() {
-            return Err(Error::NotSupported("job_id is not available yet".into()));
+    /// Script keys and args of an add that needs the ADD script (delayed
+    /// or idempotent); `None` for a plain immediate add (one XADD).
+    fn add_script_call(&self, job: &NewJob, env: &Envelope) -> Option<(Vec<Key>, Vec<Value>)> {
+        let delay = job.options.delay_ms.unwrap_or(0);
+        let dedup = job.options.job_id.is_some();
+        if delay == 0 && !dedup {
+            return None;
         }
+        let ttl = if delay > 0 { (delay / 1000).max(1) + 3600 } else { IMMEDIATE_DEDUP_TTL_SECS };
+        let keys: Vec<Key> = vec![
+            self.keys.stream.as_str().into(),
+            self.keys.delayed.as_str().into(),
+            self.keys.events.as_str().into(),
+            self.keys.dedup(&env.id).into(),
+            self.keys.delayed_index(&env.id).into(),
+        ];
+        let args = vec![
+            Value::from(delay as i64),
+            Value::from(if dedup { "1" } else { "0" }),
+            Value::from(ttl as i64),
+            Value::Bytes(env.encode().into()),
+            Value::from(job.name.as_str()),
+            Value::from(env.id.as_str()),
+            Value::from(self.cfg.max_stream_len as i64),
+            Value::from(EVENTS_MAXLEN as i64),
+        ];
+        Some((keys, args))
+    }
+
+    /// Adds one job; one round trip. With a `job_id`, adding the same id
+    /// again within the dedup window writes nothing (across processes).
+    pub async fn add(&self, job: NewJob) -> Result<Added> {
         let created = now_ms();
         let (env, id) = self.prepare(&job, created)?;
         let client = self.client().await?;
-        match job.options.delay_ms {
-            Some(d) if d > 0 => {
-                let member = encode_member(&job.name, &env.encode());
-                let _: i64 = self
-                    .scripts
-                    .add_delayed
-                    .run(
-                        client,
-                        vec![self.keys.delayed.as_str().into(), self.keys.events.as_str().into()],
-                        vec![
-                            Value::from(d as i64),
-                            Value::Bytes(member.into()),
-                            Value::from(id.as_str()),
-                            Value::from(job.name.as_str()),
-                            Value::from(EVENTS_MAXLEN as i64),
-                        ],
-                    )
-                    .await?;
+        match self.add_script_call(&job, &env) {
+            Some((keys, args)) => {
+                let _: i64 = self.scripts.add.run(client, keys, args).await?;
             }
-            _ => {
+            None => {
                 let _: Value = client
                     .xadd(
                         self.keys.stream.as_str(),
@@ -232,7 +279,8 @@ impl Producer {
         Ok(Added { id, created_at_ms: created })
     }
 
-    /// Adds many jobs in one pipeline: one round trip per call.
+    /// Adds many jobs in one pipeline: one round trip per call, whatever
+    /// per-job options the entries carry.
     pub async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Added>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -240,9 +288,6 @@ impl Producer {
         let created = now_ms();
         let mut prepared = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
-            if job.options.job_id.is_some() {
-                return Err(Error::NotSupported("job_id is not available yet".into()));
-            }
             let (env, id) = self.prepare(job, created).map_err(|e| match e {
                 Error::InvalidArgument { field, message } => {
                     Error::InvalidArgument { field: format!("jobs[{i}].{field}"), message }
@@ -253,28 +298,19 @@ impl Producer {
         }
         let client = self.client().await?;
         let pipe = client.pipeline();
-        for (job, (env, id)) in jobs.iter().zip(prepared.iter()) {
-            match job.options.delay_ms {
-                Some(d) if d > 0 => {
-                    let member = encode_member(&job.name, &env.encode());
-                    let _: () = pipe
-                        .custom(
-                            fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)),
-                            vec![
-                                Value::from(self.scripts.add_delayed.sha()),
-                                Value::from(2i64),
-                                Value::from(self.keys.delayed.as_str()),
-                                Value::from(self.keys.events.as_str()),
-                                Value::from(d as i64),
-                                Value::Bytes(member.into()),
-                                Value::from(id.as_str()),
-                                Value::from(job.name.as_str()),
-                                Value::from(EVENTS_MAXLEN as i64),
-                            ],
-                        )
-                        .await?;
+        let mut scripted = Vec::new();
+        for (i, (job, (env, _))) in jobs.iter().zip(prepared.iter()).enumerate() {
+            match self.add_script_call(job, env) {
+                Some((keys, args)) => {
+                    let mut a: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+                    a.push(Value::from(self.scripts.add.sha()));
+                    a.push(Value::from(keys.len() as i64));
+                    a.extend(keys.iter().map(|k| Value::Bytes(k.as_bytes().to_vec().into())));
+                    a.extend(args.iter().cloned());
+                    let _: () = pipe.custom(fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)), a).await?;
+                    scripted.push((i, keys, args));
                 }
-                _ => {
+                None => {
                     let _: () = pipe
                         .xadd(
                             self.keys.stream.as_str(),
@@ -288,40 +324,59 @@ impl Producer {
             }
         }
         let results = pipe.try_all::<Value>().await;
-        let mut noscript = false;
-        for r in &results {
+        for (i, r) in results.iter().enumerate() {
             if let Err(e) = r {
                 if e.details().starts_with("NOSCRIPT") {
-                    noscript = true;
+                    // The script did not run (cache lost): run it now, once.
+                    if let Some((_, keys, args)) = scripted.iter().find(|(j, _, _)| *j == i) {
+                        let _: i64 = self.scripts.add.run(client, keys.clone(), args.clone()).await?;
+                    }
                 } else {
                     return Err(Error::from(e.clone()));
                 }
             }
         }
-        if noscript {
-            // Only delayed entries can fail with NOSCRIPT, and those did not run.
-            for ((job, (env, id)), r) in jobs.iter().zip(prepared.iter()).zip(results.iter()) {
-                if r.is_err() {
-                    let member = encode_member(&job.name, &env.encode());
-                    let _: i64 = self
-                        .scripts
-                        .add_delayed
-                        .run(
-                            client,
-                            vec![self.keys.delayed.as_str().into(), self.keys.events.as_str().into()],
-                            vec![
-                                Value::from(job.options.delay_ms.unwrap_or(0) as i64),
-                                Value::Bytes(member.into()),
-                                Value::from(id.as_str()),
-                                Value::from(job.name.as_str()),
-                                Value::from(EVENTS_MAXLEN as i64),
-                            ],
-                        )
-                        .await?;
-                }
-            }
-        }
         Ok(prepared.into_iter().map(|(_, id)| Added { id, created_at_ms: created }).collect())
+    }
+
+    /// Removes a delayed job by its stable id. True when it was still
+    /// delayed and is now removed (it will never run); false when it was
+    /// already promoted, or never existed.
+    pub async fn cancel_delayed(&self, job_id: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let n: i64 = self
+            .scripts
+            .cancel
+            .run(
+                client,
+                vec![
+                    self.keys.delayed_index(job_id).into(),
+                    self.keys.delayed.as_str().into(),
+                    self.keys.dedup(job_id).into(),
+                ],
+                Vec::new(),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Upserts a repeatable spec; returns its key.
+    pub async fn upsert_repeatable(&self, req: crate::scheduler::UpsertRequest) -> Result<String> {
+        validate_name("name", &req.job_name)?;
+        let client = self.client().await?;
+        crate::scheduler::upsert(client, &self.keys, req).await
+    }
+
+    /// Repeatable specs ordered by next fire.
+    pub async fn repeatables(&self, limit: u64) -> Result<Vec<crate::scheduler::RepeatableMeta>> {
+        let client = self.client().await?;
+        crate::scheduler::list(client, &self.keys, limit).await
+    }
+
+    /// Removes a repeatable spec by key.
+    pub async fn remove_repeatable(&self, key: &str) -> Result<bool> {
+        let client = self.client().await?;
+        crate::scheduler::remove(client, &self.keys, key).await
     }
 
     /// Up to `limit` DLQ entries, oldest first.

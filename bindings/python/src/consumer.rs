@@ -162,13 +162,11 @@ impl Consumer {
     }
 
     /// Jobs handed out and not yet settled.
-    #[getter]
     fn in_flight(&self) -> usize {
         self.inner.get().map(|c| c.in_flight()).unwrap_or(0)
     }
 
     /// The XREADGROUP consumer name (None before start).
-    #[getter]
     fn consumer_name(&self) -> Option<String> {
         self.inner.get().map(|c| c.consumer_name().to_string())
     }

@@ -4,6 +4,7 @@
 mod consumer;
 mod errors;
 mod producer;
+mod repeat;
 
 use pyo3::prelude::*;
 
@@ -23,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(errors::_engine_error_codes, m)?)?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<consumer::Consumer>()?;
+    m.add_class::<repeat::Scheduler>()?;
     Ok(())
 }

@@ -12,11 +12,11 @@ pub struct Producer {
     inner: Arc<chasquimq::Producer>,
 }
 
-fn bad(field: &str, msg: &str) -> PyErr {
+pub fn bad(field: &str, msg: &str) -> PyErr {
     to_py(Error::invalid_argument(field, msg))
 }
 
-fn opt<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str, field: &str) -> PyResult<Option<T>> {
+pub fn opt<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str, field: &str) -> PyResult<Option<T>> {
     match d.get_item(key)? {
         None => Ok(None),
         Some(v) if v.is_none() => Ok(None),
@@ -144,6 +144,35 @@ impl Producer {
             let values = p.get_results(&job_ids).await.map_err(to_py)?;
             Ok(MaybeBytesList(values))
         })
+    }
+
+    /// True when the delayed job was still waiting and is now removed.
+    fn cancel_delayed<'py>(&self, py: Python<'py>, job_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move { p.cancel_delayed(&job_id).await.map_err(to_py) })
+    }
+
+    /// spec: {key?, name, payload, pattern, limit?, start_after_ms?, end_before_ms?,
+    /// missed_fires?, attempts?, backoff?}; returns the spec key.
+    fn upsert_repeatable<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+        let req = crate::repeat::parse_upsert(spec)?;
+        let p = self.inner.clone();
+        future_into_py(py, async move { p.upsert_repeatable(req).await.map_err(to_py) })
+    }
+
+    /// Specs ordered by next fire: dicts {key, job_name, pattern, next_fire_ms, limit,
+    /// start_after_ms, end_before_ms, missed_fires}.
+    fn repeatables<'py>(&self, py: Python<'py>, limit: u64) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move {
+            let metas = p.repeatables(limit).await.map_err(to_py)?;
+            Ok(crate::repeat::MetaList(metas))
+        })
+    }
+
+    fn remove_repeatable<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let p = self.inner.clone();
+        future_into_py(py, async move { p.remove_repeatable(&key).await.map_err(to_py) })
     }
 
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools"))
-from redisproc import RedisProcess  # noqa: E402
+from redisproc import RedisProcess
 
 _names = itertools.count()
 

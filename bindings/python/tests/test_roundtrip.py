@@ -18,7 +18,9 @@ async def test_add_and_process_round_trip(redis_url: str, queue_name: str) -> No
 
     async with Queue(queue_name, redis_url=redis_url) as q:
         a = await q.add("send", {"to": "a@x", "n": 1})
-        bulk = await q.add_bulk([{"name": "", "data": [1, 2]}, {"name": "b", "data": None}])
+        bulk = await q.add_bulk(
+            [{"name": "", "data": [1, 2]}, {"name": "b", "data": None}]
+        )
     assert a.attempt == 0 and len(a.id) == 26
     async with Worker(queue_name, handler, redis_url=redis_url) as w:
         task = asyncio.create_task(w.run())

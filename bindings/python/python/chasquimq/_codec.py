@@ -9,7 +9,6 @@ import msgpack
 from chasquimq._generated.errors import PayloadDecodeError, PayloadEncodeError
 
 
-
 def pack(field: str, value: Any) -> bytes:
     """msgpack of `value`; PayloadEncodeError naming `field` when it cannot be encoded."""
     try:

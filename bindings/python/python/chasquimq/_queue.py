@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from chasquimq import _codec
-from chasquimq._generated.errors import ClosedError, InvalidArgumentError, NotSupportedError
+from chasquimq._generated.errors import (
+    ClosedError,
+    InvalidArgumentError,
+    NotSupportedError,
+)
 from chasquimq._native import Producer
 
 if TYPE_CHECKING:
-    from chasquimq._generated.types import Job
+    from chasquimq._generated.types import Job, RepeatableMeta
 
 
 def delay_to_ms(delay_ms: Any, delay: timedelta | None) -> int | None:
@@ -35,7 +40,9 @@ def backoff_to_native(backoff: Any) -> dict[str, Any] | None:
     if backoff is None:
         return None
     if isinstance(backoff, bool):
-        raise InvalidArgumentError("backoff must be an int (ms), a BackoffSpec or a dict, not a bool")
+        raise InvalidArgumentError(
+            "backoff must be an int (ms), a BackoffSpec or a dict, not a bool"
+        )
     if isinstance(backoff, int):
         return {"kind": "fixed", "delay_ms": backoff}
     native = getattr(backoff, "_native", None)
@@ -133,40 +140,91 @@ class QueueBase:
         missed_fires: Any = None,
     ) -> Job:
         if repeat is not None:
-            raise NotSupportedError("repeat= is not available in this build yet")
-        if job_id is not None:
-            raise NotSupportedError("job_id= is not available in this build yet")
+            if delay_ms is not None or delay is not None:
+                raise InvalidArgumentError(
+                    "delay_ms/delay: a repeatable's first fire follows its pattern; "
+                    "use start_after_ms on upsert_repeatable_job instead"
+                )
+            return await self._upsert(
+                name,
+                data,
+                repeat=repeat,
+                job_id=job_id,
+                attempts=attempts,
+                backoff=backoff,
+                missed_fires=missed_fires,
+            )
         payload = _codec.pack("data", data)
-        opts = options_dict(delay_ms=delay_ms, delay=delay, attempts=attempts, backoff=backoff)
-        job_id, created = await self._native().add(name, payload, opts)
-        return self._job(job_id, name, data, created)
+        opts = options_dict(
+            delay_ms=delay_ms,
+            delay=delay,
+            attempts=attempts,
+            backoff=backoff,
+            job_id=job_id,
+        )
+        jid, created = await self._native().add(name, payload, opts)
+        return self._job(jid, name, data, created)
 
-    async def _add_unique(self, name: str, data: Any, **kw: Any) -> Job:
-        raise NotSupportedError("add_unique is not available in this build yet")
+    async def _add_unique(
+        self,
+        name: str,
+        data: Any,
+        *,
+        job_id: str,
+        delay_ms: Any = None,
+        delay: timedelta | None = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        repeat: Any = None,
+    ) -> Job:
+        return await self._add(
+            name,
+            data,
+            delay_ms=delay_ms,
+            delay=delay,
+            attempts=attempts,
+            backoff=backoff,
+            job_id=job_id,
+            repeat=repeat,
+        )
 
     async def _add_bulk(self, jobs: Sequence[dict[str, Any]]) -> list[Job]:
+        # Repeatable entries are upserts (their own round trip each); all
+        # other entries, whatever their options, go in one pipeline.
         entries: list[tuple[str, bytes, dict[str, Any] | None]] = []
+        plain: list[int] = []
+        out: list[Job | None] = [None] * len(jobs)
         for i, j in enumerate(jobs):
             if j.get("repeat") is not None:
-                raise NotSupportedError(f"jobs[{i}].repeat is not available in this build yet")
-            if j.get("job_id") is not None:
-                raise NotSupportedError(f"jobs[{i}].job_id is not available in this build yet")
+                out[i] = await self._upsert(
+                    j.get("name", ""),
+                    j["data"],
+                    repeat=j["repeat"],
+                    job_id=j.get("job_id"),
+                    attempts=j.get("attempts"),
+                    backoff=j.get("backoff"),
+                    missed_fires=None,
+                )
+                continue
             payload = _codec.pack(f"jobs[{i}].data", j["data"])
             opts = options_dict(
                 delay_ms=j.get("delay_ms"),
                 delay=j.get("delay"),
                 attempts=j.get("attempts"),
                 backoff=j.get("backoff"),
+                job_id=j.get("job_id"),
             )
             entries.append((j.get("name", ""), payload, opts))
-        added = await self._native().add_bulk(entries)
-        return [
-            self._job(jid, j.get("name", ""), j["data"], created)
-            for (jid, created), j in zip(added, jobs)
-        ]
+            plain.append(i)
+        if entries:
+            added = await self._native().add_bulk(entries)
+            for i, (jid, created) in zip(plain, added, strict=True):
+                j = jobs[i]
+                out[i] = self._job(jid, j.get("name", ""), j["data"], created)
+        return [job for job in out if job is not None]
 
     async def _cancel_delayed(self, job_id: str) -> bool:
-        raise NotSupportedError("cancel_delayed is not available in this build yet")
+        return bool(await self._native().cancel_delayed(job_id))
 
     async def _peek_dlq(self, limit: int) -> list[dict[str, Any]]:
         entries = await self._native().peek_dlq(limit)
@@ -179,14 +237,102 @@ class QueueBase:
     async def _replay_dlq(self, limit: int) -> int:
         return await self._native().replay_dlq(limit)
 
-    async def _upsert_repeatable_job(self, name: str, data: Any, **kw: Any) -> Job:
-        raise NotSupportedError("repeatable jobs are not available in this build yet")
+    async def _upsert(
+        self,
+        name: str,
+        data: Any,
+        *,
+        repeat: Any,
+        job_id: str | None = None,
+        limit: int | None = None,
+        start_after_ms: int | None = None,
+        end_before_ms: int | None = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        missed_fires: Any = None,
+    ) -> Job:
+        pattern = repeat.to_dict() if hasattr(repeat, "to_dict") else dict(repeat)
+        spec: dict[str, Any] = {
+            "key": job_id,
+            "name": name,
+            "payload": _codec.pack("data", data),
+            "pattern": pattern,
+            "limit": limit,
+            "start_after_ms": start_after_ms,
+            "end_before_ms": end_before_ms,
+            "attempts": attempts,
+            "backoff": backoff_to_native(backoff),
+        }
+        if missed_fires is not None:
+            spec["missed_fires"] = (
+                missed_fires._to_dict()
+                if hasattr(missed_fires, "_to_dict")
+                else dict(missed_fires)
+            )
+        key = await self._native().upsert_repeatable(spec)
+        return self._job(key, name, data, int(time.time() * 1000))
 
-    async def _get_repeatable_jobs(self, limit: int) -> list[Any]:
-        raise NotSupportedError("repeatable jobs are not available in this build yet")
+    async def _upsert_repeatable_job(
+        self,
+        name: str,
+        data: Any,
+        *,
+        repeat: Any,
+        limit: int | None,
+        start_after_ms: int | None,
+        end_before_ms: int | None,
+        attempts: int | None,
+        backoff: Any,
+        job_id: str | None,
+        missed_fires: Any,
+    ) -> Job:
+        return await self._upsert(
+            name,
+            data,
+            repeat=repeat,
+            job_id=job_id,
+            limit=limit,
+            start_after_ms=start_after_ms,
+            end_before_ms=end_before_ms,
+            attempts=attempts,
+            backoff=backoff,
+            missed_fires=missed_fires,
+        )
+
+    async def _get_repeatable_jobs(self, limit: int) -> list[RepeatableMeta]:
+        from chasquimq._generated.types import (
+            MissedFiresPolicy,
+            RepeatableMeta,
+            RepeatPattern,
+        )
+
+        metas = []
+        for m in await self._native().repeatables(limit):
+            p = m["pattern"]
+            pattern = (
+                RepeatPattern(kind="cron", expression=p["expression"], tz=p["tz"])
+                if p["kind"] == "cron"
+                else RepeatPattern(kind="every", interval_ms=p["interval_ms"])
+            )
+            mf = m["missed_fires"]
+            metas.append(
+                RepeatableMeta(
+                    key=m["key"],
+                    job_name=m["job_name"],
+                    pattern=pattern,
+                    next_fire_ms=m["next_fire_ms"],
+                    limit=m["limit"],
+                    start_after_ms=m["start_after_ms"],
+                    end_before_ms=m["end_before_ms"],
+                    missed_fires=MissedFiresPolicy(
+                        kind=mf["kind"], max_catchup=mf.get("max_catchup")
+                    ),
+                )
+            )
+        return metas
 
     async def _remove_repeatable_by_key(self, key: str) -> bool:
-        raise NotSupportedError("repeatable jobs are not available in this build yet")
+        return bool(await self._native().remove_repeatable(key))
 
     async def _get_job_result(self, job_id: str) -> Any:
         raise NotSupportedError("results are not available in this build yet")

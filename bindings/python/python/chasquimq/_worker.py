@@ -169,7 +169,13 @@ class WorkerBase:
             await native.close()
 
     async def _one(
-        self, token: int, job_id: str, name: str, payload: bytes, attempt: int, created_at_ms: int
+        self,
+        token: int,
+        job_id: str,
+        name: str,
+        payload: bytes,
+        attempt: int,
+        created_at_ms: int,
     ) -> None:
         t0 = time.perf_counter_ns()
         try:
@@ -184,7 +190,9 @@ class WorkerBase:
                     0,
                 )
             else:
-                result = await self._handler(Job(job_id, name, data, attempt, created_at_ms))
+                result = await self._handler(
+                    Job(job_id, name, data, attempt, created_at_ms)
+                )
                 dur = (time.perf_counter_ns() - t0) // 1000
                 if self._store_results and result is not None:
                     try:
@@ -205,9 +213,21 @@ class WorkerBase:
             # Shutdown deadline: leave the job pending for recovery.
             out = (token, _ABANDONED, None, None, 0)
         except UnrecoverableError as e:
-            out = (token, _UNRECOVERABLE, None, _reason(e), (time.perf_counter_ns() - t0) // 1000)
+            out = (
+                token,
+                _UNRECOVERABLE,
+                None,
+                _reason(e),
+                (time.perf_counter_ns() - t0) // 1000,
+            )
         except Exception as e:
-            out = (token, _FAILED, None, _reason(e), (time.perf_counter_ns() - t0) // 1000)
+            out = (
+                token,
+                _FAILED,
+                None,
+                _reason(e),
+                (time.perf_counter_ns() - t0) // 1000,
+            )
         self._buf.append(out)
         if not self._flush_scheduled:
             self._flush_scheduled = True

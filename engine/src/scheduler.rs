@@ -1,0 +1,419 @@
+//! Repeatable jobs in Redis: upsert, list, remove, and the scheduler loop.
+//!
+//! One scheduler per queue leads at a time (`scheduler:lock`); every fire is
+//! applied with a compare-and-set on the spec's score in `repeat`, so even
+//! two leaders during a lock handover cannot fire one window twice. Due
+//! decisions use the Redis server clock (`TIME`).
+
+use crate::conn::Script;
+use crate::envelope::{Envelope, RetryOverride};
+use crate::errors::{Error, Result};
+use crate::keys::Keys;
+use crate::repeat::{self, first_fire, plan_fires, spec_key, MissedFires, Pattern, RepeatError, SpecLimits, StoredSpec};
+use fred::prelude::*;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+impl From<RepeatError> for Error {
+    fn from(e: RepeatError) -> Self {
+        let field = e.field();
+        let full = e.to_string();
+        let message = full.strip_prefix(&format!("{field}: ")).unwrap_or(&full).to_string();
+        Error::InvalidArgument { field: field.to_string(), message }
+    }
+}
+
+/// What an upsert stores.
+#[derive(Debug, Clone)]
+pub struct UpsertRequest {
+    /// Caller-supplied spec key; derived from name and pattern when `None`.
+    pub key: Option<String>,
+    pub job_name: String,
+    pub pattern: Pattern,
+    /// msgpack of the user's data.
+    pub payload: Vec<u8>,
+    pub limit: Option<u64>,
+    pub start_after_ms: Option<u64>,
+    pub end_before_ms: Option<u64>,
+    pub missed_fires: MissedFires,
+    /// Applied to every fired job (a ChasquiMQ 2 extension, hash field `opts`).
+    pub retry: Option<RetryOverride>,
+}
+
+/// A listed spec (no payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatableMeta {
+    pub key: String,
+    pub job_name: String,
+    pub pattern: Pattern,
+    pub next_fire_ms: i64,
+    pub limit: Option<u64>,
+    pub start_after_ms: Option<u64>,
+    pub end_before_ms: Option<u64>,
+    pub missed_fires: MissedFires,
+}
+
+/// Server time in epoch ms.
+pub async fn server_now_ms(client: &Client) -> Result<i64> {
+    let t: Vec<i64> = client.custom(fred::cmd!("TIME", hash: fred::types::ClusterHash::Random), Vec::<Value>::new()).await?;
+    match t.as_slice() {
+        [s, us, ..] => Ok(s * 1000 + us / 1000),
+        _ => Err(Error::Decode("TIME returned an unexpected reply".into())),
+    }
+}
+
+const UPSERT: &str = r#"
+redis.call('HSET', KEYS[2], 'spec', ARGV[2])
+redis.call('HSETNX', KEYS[2], 'fired', 0)
+if ARGV[4] == '' then redis.call('HDEL', KEYS[2], 'opts') else redis.call('HSET', KEYS[2], 'opts', ARGV[4]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"#;
+
+const REMOVE: &str = r#"
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+local d = redis.call('DEL', KEYS[2])
+if n + d > 0 then return 1 end
+return 0
+"#;
+
+/// Upserts a spec; returns its key. Re-upserting a spec whose schedule
+/// (pattern, start, end) did not change keeps its next fire and its fire
+/// counter, so an application that upserts at every boot neither delays
+/// nor repeats fires.
+pub async fn upsert(client: &Client, keys: &Keys, req: UpsertRequest) -> Result<String> {
+    let schedule = req.pattern.compile()?;
+    repeat::validate_limits(req.limit, req.start_after_ms, req.end_before_ms)?;
+    req.missed_fires.validate()?;
+    let key = spec_key(req.key.as_deref(), &req.job_name, &req.pattern)?;
+    let hash = keys.repeat_spec(&key);
+    let now = server_now_ms(client).await?;
+    let fresh_first = first_fire(&schedule, now, req.start_after_ms, req.end_before_ms)?.ok_or_else(|| {
+        Error::invalid_argument("end_before_ms", "the pattern has no fire before end_before_ms; widen the window")
+    })?;
+    let pipe = client.pipeline();
+    let _: () = pipe.hget(hash.as_str(), "spec").await?;
+    let _: () = pipe.zscore(keys.repeat.as_str(), key.as_str()).await?;
+    let (old, score): (Option<Vec<u8>>, Option<f64>) = pipe.all().await?;
+    let same_schedule = old
+        .and_then(|b| StoredSpec::decode(&b).ok())
+        .map(|o| o.pattern == req.pattern && o.start_after_ms == req.start_after_ms && o.end_before_ms == req.end_before_ms)
+        .unwrap_or(false);
+    let next = match score {
+        Some(s) if same_schedule => s as i64,
+        _ => fresh_first,
+    };
+    let spec = StoredSpec {
+        key: key.clone(),
+        job_name: req.job_name,
+        pattern: req.pattern,
+        payload: req.payload,
+        limit: req.limit,
+        start_after_ms: req.start_after_ms,
+        end_before_ms: req.end_before_ms,
+        missed_fires: req.missed_fires,
+    };
+    let opts = match &req.retry {
+        Some(r) if r.max_attempts.is_some() || r.backoff.is_some() => r.encode(),
+        _ => Vec::new(),
+    };
+    let _: i64 = Script::new(UPSERT)
+        .run(
+            client,
+            vec![keys.repeat.as_str().into(), hash.as_str().into()],
+            vec![Value::from(key.as_str()), Value::Bytes(spec.encode()?.into()), Value::from(next), Value::Bytes(opts.into())],
+        )
+        .await?;
+    Ok(key)
+}
+
+/// Specs ordered by next fire, ascending.
+pub async fn list(client: &Client, keys: &Keys, limit: u64) -> Result<Vec<RepeatableMeta>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, f64)> = client.zrange(keys.repeat.as_str(), 0, limit as i64 - 1, None, false, None, true).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pipe = client.pipeline();
+    for (k, _) in &rows {
+        let _: () = pipe.hget(keys.repeat_spec(k), "spec").await?;
+    }
+    let specs: Vec<Option<Vec<u8>>> = pipe.all().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for ((key, score), bytes) in rows.into_iter().zip(specs) {
+        let Some(spec) = bytes.and_then(|b| StoredSpec::decode(&b).ok()) else { continue };
+        out.push(RepeatableMeta {
+            key,
+            job_name: spec.job_name,
+            pattern: spec.pattern,
+            next_fire_ms: score as i64,
+            limit: spec.limit,
+            start_after_ms: spec.start_after_ms,
+            end_before_ms: spec.end_before_ms,
+            missed_fires: spec.missed_fires,
+        });
+    }
+    Ok(out)
+}
+
+/// Removes a spec; true when something was removed.
+pub async fn remove(client: &Client, keys: &Keys, key: &str) -> Result<bool> {
+    let n: i64 = Script::new(REMOVE)
+        .run(client, vec![keys.repeat.as_str().into(), keys.repeat_spec(key).into()], vec![Value::from(key)])
+        .await?;
+    Ok(n == 1)
+}
+
+/// Lock, clock and due specs in one call.
+/// KEYS: lock, repeat. ARGV: holder, ttl, batch.
+/// Returns {leader, now, ms_to_next|-1, key1, score1, ...}.
+const TICK: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+elseif cur == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+else
+  return {0, 0, -1}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {1, now, -1}
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+for i = 1, #due do out[#out + 1] = due[i] end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if nxt[2] then out[3] = math.max(0, tonumber(nxt[2]) - now) end
+return out
+"#;
+
+/// Applies one spec's fires if its score is still the one planned from.
+/// KEYS: repeat, spec hash, stream. ARGV: key, expected_score, new_next|'',
+/// stream_maxlen, name, envelopes...
+const FIRE: &str = r#"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then return -1 end
+local n = 0
+for i = 6, #ARGV do
+  local a = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[i]}
+  if ARGV[5] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[5] end
+  redis.call(unpack(a))
+  n = n + 1
+end
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'fired', n) end
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+return n
+"#;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub holder: String,
+    pub tick: Duration,
+    pub batch: u64,
+    pub max_stream_len: u64,
+    pub lock_ttl_secs: u64,
+}
+
+impl SchedulerConfig {
+    /// A window is fired "on time" within this grace; older windows are
+    /// missed and follow the spec's missed-fires policy.
+    pub fn grace_ms(&self) -> u64 {
+        self.lock_ttl_secs * 1000 + 2 * self.tick.as_millis() as u64
+    }
+}
+
+pub struct Scheduler {
+    tick: Script,
+    fire: Script,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler { tick: Script::new(TICK), fire: Script::new(FIRE) }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub leader: bool,
+    pub fired: u64,
+    /// ms until the next due spec, or -1 when none.
+    pub next_due_ms: i64,
+}
+
+impl Scheduler {
+    /// One scheduling step: take or keep the lock, fire due specs.
+    pub async fn tick(&self, client: &Client, keys: &Keys, cfg: &SchedulerConfig) -> Result<TickReport> {
+        let r: Vec<Value> = self
+            .tick
+            .run(
+                client,
+                vec![keys.scheduler_lock.as_str().into(), keys.repeat.as_str().into()],
+                vec![Value::from(cfg.holder.as_str()), Value::from(cfg.lock_ttl_secs as i64), Value::from(cfg.batch as i64)],
+            )
+            .await?;
+        let int = |v: Option<&Value>| v.and_then(|v| v.as_i64()).unwrap_or(0);
+        let mut report = TickReport { leader: int(r.first()) == 1, fired: 0, next_due_ms: int(r.get(2)) };
+        if !report.leader {
+            return Ok(report);
+        }
+        let now = int(r.get(1));
+        let due: Vec<(String, i64)> = r[3..]
+            .chunks(2)
+            .filter_map(|c| match c {
+                [k, s] => Some((k.as_str()?.to_string(), s.as_str()?.parse::<f64>().ok()? as i64)),
+                _ => None,
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let pipe = client.pipeline();
+        for (k, _) in &due {
+            let _: () = pipe.hmget(keys.repeat_spec(k), vec!["spec", "fired", "opts"]).await?;
+        }
+        let rows: Vec<Vec<Value>> = pipe.all().await?;
+        for ((key, score), row) in due.into_iter().zip(rows) {
+            match self.fire_one(client, keys, cfg, &key, score, now, row).await {
+                Ok(n) => report.fired += n,
+                Err(e) => tracing::warn!(spec = %key, error = %e, "repeatable spec skipped this tick"),
+            }
+        }
+        report.next_due_ms = 0;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fire_one(
+        &self,
+        client: &Client,
+        keys: &Keys,
+        cfg: &SchedulerConfig,
+        key: &str,
+        score: i64,
+        now: i64,
+        row: Vec<Value>,
+    ) -> Result<u64> {
+        let mut it = row.into_iter();
+        let spec_bytes = it.next().and_then(|v| v.into_bytes());
+        let fired = it.next().and_then(|v| v.as_u64()).unwrap_or(0);
+        let opts = it.next().and_then(|v| v.into_bytes()).filter(|b| !b.is_empty());
+        let hash = keys.repeat_spec(key);
+        let Some(spec) = spec_bytes.and_then(|b| StoredSpec::decode(&b).ok()) else {
+            // A spec without a readable body cannot fire; park it a minute
+            // ahead instead of spinning on it every tick.
+            let _: Value = client.zadd(keys.repeat.as_str(), None, None, false, false, ((now + 60_000) as f64, key)).await?;
+            return Err(Error::Decode(format!("spec {key} has no decodable body")));
+        };
+        let retry = match opts {
+            Some(b) => Some(RetryOverride::decode(&b).map_err(|e| Error::Decode(e.to_string()))?),
+            None => None,
+        };
+        let schedule = spec.pattern.compile()?;
+        let limits = SpecLimits { limit: spec.limit, fired, start_after_ms: spec.start_after_ms, end_before_ms: spec.end_before_ms };
+        let plan = plan_fires(&schedule, spec.missed_fires, &limits, score, now, cfg.grace_ms())?;
+        let mut args: Vec<Value> = vec![
+            Value::from(key),
+            Value::from(score),
+            match plan.next_fire_ms {
+                Some(n) => Value::from(n),
+                None => Value::from(""),
+            },
+            Value::from(cfg.max_stream_len as i64),
+            Value::from(spec.job_name.as_str()),
+        ];
+        for at in &plan.fires {
+            let env = Envelope {
+                id: ulid::Ulid::new().to_string(),
+                payload: spec.payload.clone(),
+                created_at_ms: (*at).max(0) as u64,
+                attempt: 0,
+                retry: retry.clone(),
+            };
+            args.push(Value::Bytes(env.encode().into()));
+        }
+        let n: i64 = self
+            .fire
+            .run(client, vec![keys.repeat.as_str().into(), hash.as_str().into(), keys.stream.as_str().into()], args)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+/// Runs the scheduler until `stop`, then releases the lock if held.
+pub async fn run(client: Client, keys: Keys, cfg: SchedulerConfig, stop: CancellationToken) {
+    let sched = Scheduler::default();
+    let release = Script::new(crate::scripts::RELEASE_LOCK);
+    let mut leader = false;
+    while !stop.is_cancelled() {
+        let wait = match sched.tick(&client, &keys, &cfg).await {
+            Ok(r) => {
+                leader = r.leader;
+                if r.leader && r.next_due_ms >= 0 {
+                    Duration::from_millis(r.next_due_ms as u64).min(cfg.tick)
+                } else {
+                    cfg.tick
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler tick failed; retrying");
+                cfg.tick
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {},
+            _ = stop.cancelled() => break,
+        }
+    }
+    if leader {
+        let _: Result<i64> =
+            release.run(&client, vec![keys.scheduler_lock.as_str().into()], vec![Value::from(cfg.holder.as_str())]).await;
+    }
+}
+
+/// A scheduler without a worker (the native `Scheduler`): its own
+/// connection, the same leader election as the worker-embedded one.
+pub struct StandaloneScheduler {
+    client: Client,
+    keys: Keys,
+    cfg: SchedulerConfig,
+    stop: CancellationToken,
+    sched: Scheduler,
+}
+
+impl StandaloneScheduler {
+    pub async fn connect(url: &str, queue: &str, cfg: SchedulerConfig) -> Result<StandaloneScheduler> {
+        crate::keys::validate_queue_name("queue_name", queue)?;
+        if cfg.tick.is_zero() {
+            return Err(Error::invalid_argument("tick_interval_ms", "must be a positive integer"));
+        }
+        let client = crate::conn::connect(url, Some(crate::conn::COMMAND_TIMEOUT)).await?;
+        Ok(StandaloneScheduler { client, keys: Keys::new(queue), cfg, stop: CancellationToken::new(), sched: Scheduler::default() })
+    }
+
+    /// One tick (tests and cron-style callers).
+    pub async fn tick(&self) -> Result<TickReport> {
+        self.sched.tick(&self.client, &self.keys, &self.cfg).await
+    }
+
+    /// Runs until `stop()`.
+    pub async fn run(&self) {
+        run(self.client.clone(), self.keys.clone(), self.cfg.clone(), self.stop.clone()).await
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let _ = self.client.quit().await;
+    }
+}
