@@ -150,8 +150,8 @@ def test_real_spec_model() -> None:
     assert params["read_block_ms"].py_default == "None"
     assert params["shutdown_timeout_ms"].py_default == "30000"
     assert params["queue_name"].node_name == "queueName"
-    assert [c.name for c in spec.native_classes] == ["Producer", "Consumer"]
-    assert spec.public_native == ["Producer", "Consumer", "version"]
+    assert [c.name for c in spec.native_classes] == ["Producer", "Consumer", "Scheduler"]
+    assert spec.public_native == ["Producer", "Consumer", "Scheduler", "version"]
     text = contract(spec)
     assert (
         "async def _add(self, name: str, data: Any, *, delay_ms: DelayMsLike | None,"
