@@ -14,6 +14,30 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Parses a Redis URL into a fred config. Messages never echo the URL (it
 /// may carry a password).
 pub fn parse_url(url: &str) -> Result<Config> {
+    const SCHEMES: [&str; 12] = [
+        "redis",
+        "rediss",
+        "redis-cluster",
+        "rediss-cluster",
+        "redis-sentinel",
+        "rediss-sentinel",
+        "valkey",
+        "valkeys",
+        "valkey-cluster",
+        "valkeys-cluster",
+        "redis+unix",
+        "valkey+unix",
+    ];
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    if !SCHEMES.contains(&scheme.as_str()) {
+        return Err(Error::invalid_argument(
+            "redis_url",
+            "must start with redis://, rediss:// (TLS), redis-cluster:// or redis-sentinel://",
+        ));
+    }
     Config::from_url(url).map_err(|_| {
         Error::invalid_argument(
             "redis_url",
@@ -55,6 +79,8 @@ pub async fn connect(url: &str, command_timeout: Option<Duration>) -> Result<Cli
             Error::Auth(m) => Error::Auth(m),
             Error::InvalidArgument { field, message } => Error::InvalidArgument { field, message },
             Error::Redis(m) if m.to_ascii_uppercase().contains("AUTH") => Error::Auth(m),
+            // Already a connection error: keep its message (no doubled prefix).
+            Error::Connection(m) => Error::Connection(m),
             other => Error::Connection(other.to_string()),
         });
     }
@@ -71,9 +97,14 @@ pub struct Features {
 /// Detects commands by asking the server (`COMMAND INFO`), not by version
 /// strings, so forks such as Valkey are judged by what they implement.
 pub async fn detect_features(client: &Client) -> Result<Features> {
-    let v: Value = client.custom(fred::cmd!("COMMAND"), vec!["INFO", "XACKDEL"]).await?;
+    let v: Value = client
+        .custom(fred::cmd!("COMMAND"), vec!["INFO", "XACKDEL"])
+        .await?;
     let xackdel = match v {
-        Value::Array(items) => items.first().map(|i| !matches!(i, Value::Null)).unwrap_or(false),
+        Value::Array(items) => items
+            .first()
+            .map(|i| !matches!(i, Value::Null))
+            .unwrap_or(false),
         _ => false,
     };
     Ok(Features { xackdel })
@@ -89,16 +120,27 @@ pub struct Script {
 
 impl Script {
     pub fn new(body: &'static str) -> Script {
-        Script { body, sha: fred::util::sha1_hash(body) }
+        Script {
+            body,
+            sha: fred::util::sha1_hash(body),
+        }
     }
 
     pub fn sha(&self) -> &str {
         &self.sha
     }
 
-    pub async fn run<R: FromValue>(&self, client: &Client, keys: Vec<Key>, args: Vec<Value>) -> Result<R> {
+    pub async fn run<R: FromValue>(
+        &self,
+        client: &Client,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<R> {
         let fs = FredScript::from_hash(self.sha.clone());
-        match fs.evalsha::<Value, _, _, _>(client, keys.clone(), args.clone()).await {
+        match fs
+            .evalsha::<Value, _, _, _>(client, keys.clone(), args.clone())
+            .await
+        {
             Ok(v) => R::from_value(v).map_err(Error::from),
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 let v: Value = client.eval(self.body, keys, args).await?;
