@@ -94,7 +94,10 @@ impl ConsumerConfig {
         pos("promoter_tick_ms", self.promoter_tick_ms)?;
         pos("result_ttl_ms", self.result_ttl_ms)?;
         if self.concurrency > 100_000 {
-            return Err(Error::invalid_argument("concurrency", "must be at most 100000"));
+            return Err(Error::invalid_argument(
+                "concurrency",
+                "must be at most 100000",
+            ));
         }
         if self.group.trim().is_empty() {
             return Err(Error::invalid_argument("group", "must not be empty"));
@@ -130,9 +133,18 @@ pub enum FailKind {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The handler returned; `result` is msgpack (None stores nothing).
-    Completed { token: u64, result: Option<Bytes>, duration_us: u64 },
+    Completed {
+        token: u64,
+        result: Option<Bytes>,
+        duration_us: u64,
+    },
     /// The handler raised, or the job could not be run.
-    Failed { token: u64, reason: String, kind: FailKind, duration_us: u64 },
+    Failed {
+        token: u64,
+        reason: String,
+        kind: FailKind,
+        duration_us: u64,
+    },
     /// The handler did not finish (shutdown deadline): leave the entry
     /// pending so crash recovery runs it again.
     Abandoned { token: u64 },
@@ -192,7 +204,11 @@ struct DlqRec {
 
 impl Outbox {
     fn is_empty(&self) -> bool {
-        self.active.is_empty() && self.ok.is_empty() && self.retry.is_empty() && self.dlq.is_empty() && !self.drained
+        self.active.is_empty()
+            && self.ok.is_empty()
+            && self.retry.is_empty()
+            && self.dlq.is_empty()
+            && !self.drained
     }
 
     fn len(&self) -> usize {
@@ -259,8 +275,9 @@ impl Consumer {
             }
         };
         let features = conn::detect_features(&writer).await?;
-        let created: std::result::Result<Value, _> =
-            writer.xgroup_create(keys.stream.as_str(), cfg.group.as_str(), "0", true).await;
+        let created: std::result::Result<Value, _> = writer
+            .xgroup_create(keys.stream.as_str(), cfg.group.as_str(), "0", true)
+            .await;
         if let Err(e) = created {
             if !e.details().starts_with("BUSYGROUP") {
                 return Err(Error::from(e));
@@ -363,7 +380,10 @@ impl Consumer {
         let inner = self.inner.clone();
         crate::runtime::spawn_detached(async move {
             for _ in 0..200 {
-                let _ = inner.reader.unblock_self(Some(ClientUnblockFlag::Timeout)).await;
+                let _ = inner
+                    .reader
+                    .unblock_self(Some(ClientUnblockFlag::Timeout))
+                    .await;
                 if inner.reader_done() {
                     break;
                 }
@@ -381,10 +401,25 @@ impl Consumer {
             let _ = t.await;
         }
         // Anything handed out but never settled stays pending in Redis.
-        let abandoned: Vec<u64> = self.inner.inflight.lock().unwrap().keys().copied().collect();
+        let abandoned: Vec<u64> = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap()
+            .keys()
+            .copied()
+            .collect();
         if !abandoned.is_empty() {
-            tracing::warn!(count = abandoned.len(), "closing with unsettled jobs; they stay pending for recovery");
-            self.inner.settle_outcomes(abandoned.into_iter().map(|token| Outcome::Abandoned { token }).collect());
+            tracing::warn!(
+                count = abandoned.len(),
+                "closing with unsettled jobs; they stay pending for recovery"
+            );
+            self.inner.settle_outcomes(
+                abandoned
+                    .into_iter()
+                    .map(|token| Outcome::Abandoned { token })
+                    .collect(),
+            );
         }
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -392,8 +427,13 @@ impl Consumer {
         self.inner.stop_all.cancel();
         self.inner.outbox_notify.notify_one();
         if let Some(w) = self.writer_task.lock().await.take() {
-            if tokio::time::timeout(Duration::from_secs(15), w).await.is_err() {
-                tracing::error!("settle flush did not finish in 15 s; unsettled jobs will be redelivered");
+            if tokio::time::timeout(Duration::from_secs(15), w)
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "settle flush did not finish in 15 s; unsettled jobs will be redelivered"
+                );
             }
         }
         for t in self.tasks.lock().await.drain(..) {
@@ -431,13 +471,21 @@ impl Inner {
             let mut inflight = self.inflight.lock().unwrap();
             for o in outcomes {
                 let token = match &o {
-                    Outcome::Completed { token, .. } | Outcome::Failed { token, .. } | Outcome::Abandoned { token } => *token,
+                    Outcome::Completed { token, .. }
+                    | Outcome::Failed { token, .. }
+                    | Outcome::Abandoned { token } => *token,
                 };
-                let Some(job) = inflight.remove(&token) else { continue };
+                let Some(job) = inflight.remove(&token) else {
+                    continue;
+                };
                 released += 1;
                 match o {
                     Outcome::Abandoned { .. } => {}
-                    Outcome::Completed { result, duration_us, .. } => ok.push(OkRec {
+                    Outcome::Completed {
+                        result,
+                        duration_us,
+                        ..
+                    } => ok.push(OkRec {
                         stream_id: job.stream_id,
                         job_id: job.job_id,
                         name: job.name,
@@ -445,7 +493,12 @@ impl Inner {
                         duration_us,
                         result: if self.cfg.store_results { result } else { None },
                     }),
-                    Outcome::Failed { reason, kind, duration_us, .. } => {
+                    Outcome::Failed {
+                        reason,
+                        kind,
+                        duration_us,
+                        ..
+                    } => {
                         let reason = clip(reason);
                         let next = job.prior + 1;
                         if kind == FailKind::DecodeFailed {
@@ -467,7 +520,11 @@ impl Inner {
                                 name: job.name,
                                 attempt: job.prior + 1,
                                 duration_us: Some(duration_us),
-                                reason: if kind == FailKind::Unrecoverable { "unrecoverable" } else { "retries_exhausted" },
+                                reason: if kind == FailKind::Unrecoverable {
+                                    "unrecoverable"
+                                } else {
+                                    "retries_exhausted"
+                                },
                                 detail: reason.clone(),
                                 d: job.d,
                                 failed_reason: reason,
@@ -523,12 +580,19 @@ impl Inner {
             .as_ref()
             .and_then(|r| r.backoff.clone())
             .unwrap_or_else(|| self.cfg.backoff.clone());
-        Ok((encode_member(&job.name, &env.encode()), backoff.delay_random(next)))
+        Ok((
+            encode_member(&job.name, &env.encode()),
+            backoff.delay_random(next),
+        ))
     }
 
     /// Turns stream entries into deliveries; routes bad ones to the DLQ.
     /// `delivery_counts` carries XCLAIM counts for recovered entries.
-    fn admit(&self, entries: Vec<Entry>, delivery_counts: Option<&HashMap<String, u64>>) -> Vec<Delivery> {
+    fn admit(
+        &self,
+        entries: Vec<Entry>,
+        delivery_counts: Option<&HashMap<String, u64>>,
+    ) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(entries.len());
         let mut dlq = Vec::new();
         let mut active = Vec::new();
@@ -544,50 +608,92 @@ impl Inner {
                     _ => {}
                 }
             }
-            let route = |reason: &'static str, detail: String, d: Bytes, name: String, job_id: String| DlqRec {
-                stream_id: stream_id.clone(),
-                job_id,
-                name,
-                attempt: 0,
-                duration_us: None,
-                reason,
-                detail,
-                d,
-                failed_reason: String::new(),
-            };
+            let route =
+                |reason: &'static str, detail: String, d: Bytes, name: String, job_id: String| {
+                    DlqRec {
+                        stream_id: stream_id.clone(),
+                        job_id,
+                        name,
+                        attempt: 0,
+                        duration_us: None,
+                        reason,
+                        detail,
+                        d,
+                        failed_reason: String::new(),
+                    }
+                };
             let name_str = match name.as_ref().map(|n| std::str::from_utf8(n)) {
                 None => String::new(),
                 Some(Ok(s)) if s.len() <= MAX_NAME_BYTES => s.to_string(),
                 Some(Ok(_)) => {
-                    dlq.push(route("malformed", format!("job name longer than {MAX_NAME_BYTES} bytes"), d.unwrap_or_default(), String::new(), String::new()));
+                    dlq.push(route(
+                        "malformed",
+                        format!("job name longer than {MAX_NAME_BYTES} bytes"),
+                        d.unwrap_or_default(),
+                        String::new(),
+                        String::new(),
+                    ));
                     continue;
                 }
                 Some(Err(_)) => {
-                    dlq.push(route("malformed", "job name is not UTF-8".into(), d.unwrap_or_default(), String::new(), String::new()));
+                    dlq.push(route(
+                        "malformed",
+                        "job name is not UTF-8".into(),
+                        d.unwrap_or_default(),
+                        String::new(),
+                        String::new(),
+                    ));
                     continue;
                 }
             };
             let Some(d) = d else {
-                dlq.push(route("malformed", "stream entry has no d field".into(), Bytes::new(), name_str, String::new()));
+                dlq.push(route(
+                    "malformed",
+                    "stream entry has no d field".into(),
+                    Bytes::new(),
+                    name_str,
+                    String::new(),
+                ));
                 continue;
             };
             let env = match Envelope::decode(&d) {
                 Ok(e) => e,
                 Err(e) => {
-                    dlq.push(route("decode_failed", e.to_string(), d, name_str, String::new()));
+                    dlq.push(route(
+                        "decode_failed",
+                        e.to_string(),
+                        d,
+                        name_str,
+                        String::new(),
+                    ));
                     continue;
                 }
             };
             if env.payload.len() > self.cfg.max_payload_bytes {
-                let detail = format!("payload is {} bytes, above max_payload_bytes {}", env.payload.len(), self.cfg.max_payload_bytes);
+                let detail = format!(
+                    "payload is {} bytes, above max_payload_bytes {}",
+                    env.payload.len(),
+                    self.cfg.max_payload_bytes
+                );
                 dlq.push(route("oversize_payload", detail, d, name_str, env.id));
                 continue;
             }
-            let max_attempts = env.retry.as_ref().and_then(|r| r.max_attempts).unwrap_or(self.cfg.max_attempts);
-            let delivered = delivery_counts.and_then(|m| m.get(&stream_id)).copied().unwrap_or(1);
-            let prior = (env.attempt as u64).max(delivered.saturating_sub(1)).min(u32::MAX as u64) as u32;
+            let max_attempts = env
+                .retry
+                .as_ref()
+                .and_then(|r| r.max_attempts)
+                .unwrap_or(self.cfg.max_attempts);
+            let delivered = delivery_counts
+                .and_then(|m| m.get(&stream_id))
+                .copied()
+                .unwrap_or(1);
+            let prior = (env.attempt as u64)
+                .max(delivered.saturating_sub(1))
+                .min(u32::MAX as u64) as u32;
             if prior >= max_attempts {
-                let detail = format!("delivered {delivered} times without completing (max_attempts {max_attempts})");
+                let detail = format!(
+                    "delivered {delivered} times without completing (max_attempts {max_attempts})"
+                );
                 dlq.push(route("stalled", detail, d, name_str, env.id));
                 continue;
             }
@@ -722,7 +828,12 @@ impl Inner {
                     .writer
                     .custom(
                         fred::cmd!("XGROUP"),
-                        vec!["DELCONSUMER", self.keys.stream.as_str(), self.cfg.group.as_str(), self.consumer_name.as_str()],
+                        vec![
+                            "DELCONSUMER",
+                            self.keys.stream.as_str(),
+                            self.cfg.group.as_str(),
+                            self.consumer_name.as_str(),
+                        ],
                     )
                     .await;
             }
@@ -758,8 +869,13 @@ async fn reader_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>
         if inner.stop_reading.is_cancelled() {
             break;
         }
-        let Some(n) = take_slots(&inner, inner.cfg.read_count).await else { break };
-        let read = inner.reader.with_options(&fred::types::config::Options { timeout: Some(read_timeout), ..Default::default() });
+        let Some(n) = take_slots(&inner, inner.cfg.read_count).await else {
+            break;
+        };
+        let read = inner.reader.with_options(&fred::types::config::Options {
+            timeout: Some(read_timeout),
+            ..Default::default()
+        });
         let res: std::result::Result<Value, _> = read
             .xreadgroup(
                 inner.cfg.group.as_str(),
@@ -780,8 +896,15 @@ async fn reader_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>
                 inner.slots.add_permits(n);
                 if e.code() == "redis" && e.to_string().contains("NOGROUP") {
                     // The stream or group was deleted under us: recreate it.
-                    let _: std::result::Result<Value, _> =
-                        inner.writer.xgroup_create(inner.keys.stream.as_str(), inner.cfg.group.as_str(), "0", true).await;
+                    let _: std::result::Result<Value, _> = inner
+                        .writer
+                        .xgroup_create(
+                            inner.keys.stream.as_str(),
+                            inner.cfg.group.as_str(),
+                            "0",
+                            true,
+                        )
+                        .await;
                 }
                 failures += 1;
                 tracing::warn!(error = %e, "stream read failed; retrying");
@@ -893,9 +1016,16 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
             ],
         )
         .await?;
-    let Value::Array(rows) = pending else { return Ok(Vec::new()) };
-    let mine: std::collections::HashSet<String> =
-        inner.inflight.lock().unwrap().values().map(|j| j.stream_id.clone()).collect();
+    let Value::Array(rows) = pending else {
+        return Ok(Vec::new());
+    };
+    let mine: std::collections::HashSet<String> = inner
+        .inflight
+        .lock()
+        .unwrap()
+        .values()
+        .map(|j| j.stream_id.clone())
+        .collect();
     let mut counts: HashMap<String, u64> = HashMap::new();
     for row in rows {
         if let Value::Array(cols) = row {
@@ -932,7 +1062,8 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
         Value::from(idle),
     ];
     args.extend(ids.iter().map(|s| Value::from(s.as_str())));
-    let claimed: std::result::Result<Value, _> = inner.writer.custom(fred::cmd!("XCLAIM"), args).await;
+    let claimed: std::result::Result<Value, _> =
+        inner.writer.custom(fred::cmd!("XCLAIM"), args).await;
     let claimed = match claimed {
         Ok(v) => v,
         Err(e) => {
@@ -940,7 +1071,10 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
             return Err(e.into());
         }
     };
-    let entries: Vec<Entry> = streams::parse_entries(claimed)?.into_iter().filter(|(_, f)| !f.is_empty()).collect();
+    let entries: Vec<Entry> = streams::parse_entries(claimed)?
+        .into_iter()
+        .filter(|(_, f)| !f.is_empty())
+        .collect();
     let got = entries.len();
     let batch = inner.admit(entries, Some(&counts));
     let unused = permits - batch.len();
@@ -948,7 +1082,10 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
         inner.slots.add_permits(unused);
     }
     if got > 0 {
-        tracing::info!(recovered = got, "claimed entries left pending by a stopped worker");
+        tracing::info!(
+            recovered = got,
+            "claimed entries left pending by a stopped worker"
+        );
     }
     Ok(batch)
 }
@@ -999,7 +1136,8 @@ async fn writer_loop(inner: Arc<Inner>) {
                     break;
                 }
                 tracing::warn!(error = %e, "settle flush failed; retrying");
-                tokio::time::sleep(Duration::from_millis((25u64 << failures.min(6)).min(1_000))).await;
+                tokio::time::sleep(Duration::from_millis((25u64 << failures.min(6)).min(1_000)))
+                    .await;
             }
         }
     }

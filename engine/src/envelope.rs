@@ -135,17 +135,32 @@ impl Envelope {
         let mut rd = bytes;
         let n = read_array_len(&mut rd)?;
         if !(3..=5).contains(&n) {
-            return Err(Error::Decode(format!("envelope must be an array of 3 to 5 elements, got {n}")));
+            return Err(Error::Decode(format!(
+                "envelope must be an array of 3 to 5 elements, got {n}"
+            )));
         }
         let id = read_str(&mut rd)?.to_string();
         let payload = read_bin(&mut rd)?.to_vec();
         let created_at_ms = read_uint(&mut rd)?;
-        let attempt = if n >= 4 { read_uint(&mut rd)?.min(u32::MAX as u64) as u32 } else { 0 };
+        let attempt = if n >= 4 {
+            read_uint(&mut rd)?.min(u32::MAX as u64) as u32
+        } else {
+            0
+        };
         let retry = if n == 5 { decode_retry(&mut rd)? } else { None };
         if !rd.is_empty() {
-            return Err(Error::Decode(format!("{} trailing bytes after the envelope", rd.len())));
+            return Err(Error::Decode(format!(
+                "{} trailing bytes after the envelope",
+                rd.len()
+            )));
         }
-        Ok(Envelope { id, payload, created_at_ms, attempt, retry })
+        Ok(Envelope {
+            id,
+            payload,
+            created_at_ms,
+            attempt,
+            retry,
+        })
     }
 }
 
@@ -176,24 +191,53 @@ pub fn decode_retry(rd: &mut &[u8]) -> Result<Option<RetryOverride>> {
     }
     let n = read_array_len(rd)?;
     if n != 2 {
-        return Err(Error::Decode(format!("retry override must be an array of 2, got {n}")));
+        return Err(Error::Decode(format!(
+            "retry override must be an array of 2, got {n}"
+        )));
     }
-    let max_attempts = if take_nil(rd) { None } else { Some(read_uint(rd)?.min(u32::MAX as u64) as u32) };
+    let max_attempts = if take_nil(rd) {
+        None
+    } else {
+        Some(read_uint(rd)?.min(u32::MAX as u64) as u32)
+    };
     let backoff = if take_nil(rd) {
         None
     } else {
         let n = read_array_len(rd)?;
         if n != 5 {
-            return Err(Error::Decode(format!("backoff must be an array of 5, got {n}")));
+            return Err(Error::Decode(format!(
+                "backoff must be an array of 5, got {n}"
+            )));
         }
         let kind = BackoffKind::parse(read_str(rd)?).map_err(|e| Error::Decode(e.to_string()))?;
         let delay_ms = read_uint(rd)?;
-        let max_delay_ms = if take_nil(rd) { None } else { Some(read_uint(rd)?) };
-        let multiplier = if take_nil(rd) { None } else { Some(read_f64(rd)?) };
-        let jitter_ms = if take_nil(rd) { None } else { Some(read_uint(rd)?) };
-        Some(Backoff { kind, delay_ms, max_delay_ms, multiplier, jitter_ms })
+        let max_delay_ms = if take_nil(rd) {
+            None
+        } else {
+            Some(read_uint(rd)?)
+        };
+        let multiplier = if take_nil(rd) {
+            None
+        } else {
+            Some(read_f64(rd)?)
+        };
+        let jitter_ms = if take_nil(rd) {
+            None
+        } else {
+            Some(read_uint(rd)?)
+        };
+        Some(Backoff {
+            kind,
+            delay_ms,
+            max_delay_ms,
+            multiplier,
+            jitter_ms,
+        })
     };
-    Ok(Some(RetryOverride { max_attempts, backoff }))
+    Ok(Some(RetryOverride {
+        max_attempts,
+        backoff,
+    }))
 }
 
 /// Delayed-set member: u32 LE name length, name, envelope bytes.
@@ -208,14 +252,19 @@ pub fn encode_member(name: &str, envelope: &[u8]) -> Vec<u8> {
 /// Splits a delayed-set member into (name, envelope bytes).
 pub fn decode_member(member: &[u8]) -> Result<(&str, &[u8])> {
     if member.len() < 4 {
-        return Err(Error::Decode("delayed member shorter than its 4-byte length prefix".into()));
+        return Err(Error::Decode(
+            "delayed member shorter than its 4-byte length prefix".into(),
+        ));
     }
     let len = u32::from_le_bytes([member[0], member[1], member[2], member[3]]) as usize;
     let rest = &member[4..];
     if len > rest.len() {
-        return Err(Error::Decode(format!("delayed member name length {len} overruns the member")));
+        return Err(Error::Decode(format!(
+            "delayed member name length {len} overruns the member"
+        )));
     }
-    let name = std::str::from_utf8(&rest[..len]).map_err(|_| Error::Decode("delayed member name is not UTF-8".into()))?;
+    let name = std::str::from_utf8(&rest[..len])
+        .map_err(|_| Error::Decode("delayed member name is not UTF-8".into()))?;
     Ok((name, &rest[len..]))
 }
 
@@ -262,7 +311,11 @@ pub(crate) fn read_array_len(rd: &mut &[u8]) -> Result<usize> {
         0x90..=0x9f => (m & 0x0f) as usize,
         0xdc => be(rd, 2)? as usize,
         0xdd => be(rd, 4)? as usize,
-        _ => return Err(Error::Decode(format!("expected a msgpack array, found marker 0x{m:02x}"))),
+        _ => {
+            return Err(Error::Decode(format!(
+                "expected a msgpack array, found marker 0x{m:02x}"
+            )))
+        }
     })
 }
 
@@ -273,7 +326,11 @@ pub(crate) fn read_str<'a>(rd: &mut &'a [u8]) -> Result<&'a str> {
         0xd9 => be(rd, 1)? as usize,
         0xda => be(rd, 2)? as usize,
         0xdb => be(rd, 4)? as usize,
-        _ => return Err(Error::Decode(format!("expected a msgpack str, found marker 0x{m:02x}"))),
+        _ => {
+            return Err(Error::Decode(format!(
+                "expected a msgpack str, found marker 0x{m:02x}"
+            )))
+        }
     };
     need(rd, len)?;
     let (s, rest) = rd.split_at(len);
@@ -287,7 +344,11 @@ pub(crate) fn read_bin<'a>(rd: &mut &'a [u8]) -> Result<&'a [u8]> {
         0xc4 => be(rd, 1)? as usize,
         0xc5 => be(rd, 2)? as usize,
         0xc6 => be(rd, 4)? as usize,
-        _ => return Err(Error::Decode(format!("expected msgpack bin, found marker 0x{m:02x}"))),
+        _ => {
+            return Err(Error::Decode(format!(
+                "expected msgpack bin, found marker 0x{m:02x}"
+            )))
+        }
     };
     need(rd, len)?;
     let (s, rest) = rd.split_at(len);
@@ -309,9 +370,12 @@ pub(crate) fn read_uint(rd: &mut &[u8]) -> Result<u64> {
             let raw = be(rd, n)?;
             let shift = 64 - 8 * n as u32;
             let v = ((raw << shift) as i64) >> shift;
-            u64::try_from(v).map_err(|_| Error::Decode(format!("expected an unsigned int, found {v}")))
+            u64::try_from(v)
+                .map_err(|_| Error::Decode(format!("expected an unsigned int, found {v}")))
         }
-        _ => Err(Error::Decode(format!("expected a msgpack uint, found marker 0x{m:02x}"))),
+        _ => Err(Error::Decode(format!(
+            "expected a msgpack uint, found marker 0x{m:02x}"
+        ))),
     }
 }
 
@@ -342,12 +406,22 @@ mod tests {
     #[test]
     fn envelope_bytes_match_the_wire_reference() {
         // Python add("send-email", {"to": "a@x", "n": 1})
-        let payload = vec![0x82, 0xa2, 0x74, 0x6f, 0xa3, 0x61, 0x40, 0x78, 0xa1, 0x6e, 0x01];
-        let env = Envelope { id: ulid26(), payload, created_at_ms: 1_700_000_000_123, attempt: 0, retry: None };
+        let payload = vec![
+            0x82, 0xa2, 0x74, 0x6f, 0xa3, 0x61, 0x40, 0x78, 0xa1, 0x6e, 0x01,
+        ];
+        let env = Envelope {
+            id: ulid26(),
+            payload,
+            created_at_ms: 1_700_000_000_123,
+            attempt: 0,
+            retry: None,
+        };
         let b = env.encode();
         let mut expect = vec![0x94, 0xba];
         expect.extend_from_slice(ulid26().as_bytes());
-        expect.extend_from_slice(&[0xc4, 0x0b, 0x82, 0xa2, 0x74, 0x6f, 0xa3, 0x61, 0x40, 0x78, 0xa1, 0x6e, 0x01, 0xcf]);
+        expect.extend_from_slice(&[
+            0xc4, 0x0b, 0x82, 0xa2, 0x74, 0x6f, 0xa3, 0x61, 0x40, 0x78, 0xa1, 0x6e, 0x01, 0xcf,
+        ]);
         expect.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
         expect.push(0x00);
         assert_eq!(b, expect);
@@ -374,7 +448,13 @@ mod tests {
         expect.extend_from_slice(&3.0f64.to_be_bytes());
         expect.push(0x32);
         assert_eq!(out, expect);
-        let env = Envelope { id: "x".into(), payload: vec![0xc0], created_at_ms: 1, attempt: 2, retry: Some(r) };
+        let env = Envelope {
+            id: "x".into(),
+            payload: vec![0xc0],
+            created_at_ms: 1,
+            attempt: 2,
+            retry: Some(r),
+        };
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
     }
 
@@ -394,7 +474,10 @@ mod tests {
             payload: vec![1, 2, 3],
             created_at_ms: 9,
             attempt: 3,
-            retry: Some(RetryOverride { max_attempts: None, backoff: None }),
+            retry: Some(RetryOverride {
+                max_attempts: None,
+                backoff: None,
+            }),
         };
         let b = env.encode();
         for i in 0..b.len() {
@@ -442,11 +525,23 @@ mod tests {
         assert_eq!(exp.delay_for(4, 0.0), 800);
         assert_eq!(exp.delay_for(5, 0.0), 1_000);
         assert_eq!(exp.delay_for(500, 0.0), 1_000);
-        let fixed = Backoff { kind: BackoffKind::Fixed, delay_ms: 70, max_delay_ms: None, multiplier: None, jitter_ms: Some(10) };
+        let fixed = Backoff {
+            kind: BackoffKind::Fixed,
+            delay_ms: 70,
+            max_delay_ms: None,
+            multiplier: None,
+            jitter_ms: Some(10),
+        };
         assert_eq!(fixed.delay_for(3, 0.0), 70);
         assert_eq!(fixed.delay_for(3, 0.95), 79);
         // nil fields fall back to the queue-wide default (jitter 100, max 30 s, x2)
-        let sparse = Backoff { kind: BackoffKind::Exponential, delay_ms: 10_000, max_delay_ms: None, multiplier: None, jitter_ms: None };
+        let sparse = Backoff {
+            kind: BackoffKind::Exponential,
+            delay_ms: 10_000,
+            max_delay_ms: None,
+            multiplier: None,
+            jitter_ms: None,
+        };
         assert_eq!(sparse.delay_for(3, 0.0), 30_000);
         assert_eq!(sparse.delay_for(2, 0.5), 20_050);
     }

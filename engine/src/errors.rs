@@ -87,7 +87,10 @@ impl Error {
         let s = || "sample".to_string();
         Some(match code {
             "invalid_argument" => Error::invalid_argument("field", "sample"),
-            "invalid_type" => Error::InvalidType { field: "field".into(), message: s() },
+            "invalid_type" => Error::InvalidType {
+                field: "field".into(),
+                message: s(),
+            },
             "encode" => Error::Encode(s()),
             "decode" => Error::Decode(s()),
             "connection" => Error::Connection(s()),
@@ -103,7 +106,10 @@ impl Error {
     }
 
     pub fn invalid_argument(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidArgument { field: field.into(), message: message.into() }
+        Error::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// True when retrying later may succeed (connection-level trouble).
@@ -124,7 +130,10 @@ impl From<FredError> for Error {
             _ => {
                 // The server reports auth failures as plain error replies.
                 let upper = details.to_ascii_uppercase();
-                if upper.starts_with("WRONGPASS") || upper.starts_with("NOAUTH") || upper.contains("WRONGPASS") {
+                if upper.starts_with("WRONGPASS")
+                    || upper.starts_with("NOAUTH")
+                    || upper.contains("WRONGPASS")
+                {
                     Error::Auth(details)
                 } else if upper.contains("CONNECTION") && upper.contains("CLOSED") {
                     Error::Connection(details)
@@ -160,7 +169,10 @@ mod tests {
         assert_eq!(Error::from(io).code(), "connection");
         let auth = FredError::new(ErrorKind::Auth, "bad");
         assert_eq!(Error::from(auth).code(), "auth");
-        let wp = FredError::new(ErrorKind::Unknown, "WRONGPASS invalid username-password pair");
+        let wp = FredError::new(
+            ErrorKind::Unknown,
+            "WRONGPASS invalid username-password pair",
+        );
         assert_eq!(Error::from(wp).code(), "auth");
         let t = FredError::new(ErrorKind::Timeout, "slow");
         assert_eq!(Error::from(t).code(), "timeout");

@@ -25,7 +25,12 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     pub fn new(queue: impl Into<String>) -> Self {
-        ProducerConfig { queue: queue.into(), pool_size: 2, max_stream_len: 1_000_000, max_delay_secs: 30 * 24 * 3600 }
+        ProducerConfig {
+            queue: queue.into(),
+            pool_size: 2,
+            max_stream_len: 1_000_000,
+            max_delay_secs: 30 * 24 * 3600,
+        }
     }
 }
 
@@ -69,14 +74,20 @@ pub struct DlqEntry {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     if name.len() > MAX_NAME_BYTES {
         return Err(Error::invalid_argument(
             field,
-            format!("is {} bytes of UTF-8; job names are at most {MAX_NAME_BYTES} bytes", name.len()),
+            format!(
+                "is {} bytes of UTF-8; job names are at most {MAX_NAME_BYTES} bytes",
+                name.len()
+            ),
         ));
     }
     Ok(())
@@ -114,7 +125,10 @@ if delay > 0 then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local name = ARGV[5]
   local member = struct.pack('<I4', #name) .. name .. ARGV[4]
-  redis.call('ZADD', KEYS[2], now + delay, member)
+  -- Due time rounded up to the ms: the promoter compares scores with the
+  -- floored clock, so a floored due time could run a job up to 1 ms early.
+  local due = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000) + delay
+  redis.call('ZADD', KEYS[2], due, member)
   if ARGV[2] == '1' then redis.call('SET', KEYS[5], member, 'EX', ARGV[3]) end
   local e = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', 'delayed', 'id', ARGV[6], 'ts', string.format('%.0f', now)}
   if name ~= '' then e[#e + 1] = 'n'; e[#e + 1] = name end
@@ -153,7 +167,10 @@ impl Producer {
         validate_queue_name("queue_name", &cfg.queue)?;
         conn::parse_url(url)?;
         if cfg.pool_size == 0 || cfg.pool_size > 64 {
-            return Err(Error::invalid_argument("pool_size", "must be between 1 and 64"));
+            return Err(Error::invalid_argument(
+                "pool_size",
+                "must be between 1 and 64",
+            ));
         }
         Ok(Producer {
             url: url.to_string(),
@@ -162,7 +179,11 @@ impl Producer {
             clients: OnceCell::new(),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            scripts: Scripts { add: Script::new(ADD), cancel: Script::new(CANCEL), replay: Script::new(scripts::REPLAY) },
+            scripts: Scripts {
+                add: Script::new(ADD),
+                cancel: Script::new(CANCEL),
+                replay: Script::new(scripts::REPLAY),
+            },
         })
     }
 
@@ -233,7 +254,11 @@ impl Producer {
         if delay == 0 && !dedup {
             return None;
         }
-        let ttl = if delay > 0 { (delay / 1000).max(1) + 3600 } else { IMMEDIATE_DEDUP_TTL_SECS };
+        let ttl = if delay > 0 {
+            (delay / 1000).max(1) + 3600
+        } else {
+            IMMEDIATE_DEDUP_TTL_SECS
+        };
         let keys: Vec<Key> = vec![
             self.keys.stream.as_str().into(),
             self.keys.delayed.as_str().into(),
@@ -276,7 +301,10 @@ impl Producer {
                     .await?;
             }
         }
-        Ok(Added { id, created_at_ms: created })
+        Ok(Added {
+            id,
+            created_at_ms: created,
+        })
     }
 
     /// Adds many jobs in one pipeline: one round trip per call, whatever
@@ -289,9 +317,10 @@ impl Producer {
         let mut prepared = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             let (env, id) = self.prepare(job, created).map_err(|e| match e {
-                Error::InvalidArgument { field, message } => {
-                    Error::InvalidArgument { field: format!("jobs[{i}].{field}"), message }
-                }
+                Error::InvalidArgument { field, message } => Error::InvalidArgument {
+                    field: format!("jobs[{i}].{field}"),
+                    message,
+                },
                 other => other,
             })?;
             prepared.push((env, id));
@@ -305,9 +334,17 @@ impl Producer {
                     let mut a: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
                     a.push(Value::from(self.scripts.add.sha()));
                     a.push(Value::from(keys.len() as i64));
-                    a.extend(keys.iter().map(|k| Value::Bytes(k.as_bytes().to_vec().into())));
+                    a.extend(
+                        keys.iter()
+                            .map(|k| Value::Bytes(k.as_bytes().to_vec().into())),
+                    );
                     a.extend(args.iter().cloned());
-                    let _: () = pipe.custom(fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)), a).await?;
+                    let _: () = pipe
+                        .custom(
+                            fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)),
+                            a,
+                        )
+                        .await?;
                     scripted.push((i, keys, args));
                 }
                 None => {
@@ -329,14 +366,24 @@ impl Producer {
                 if e.details().starts_with("NOSCRIPT") {
                     // The script did not run (cache lost): run it now, once.
                     if let Some((_, keys, args)) = scripted.iter().find(|(j, _, _)| *j == i) {
-                        let _: i64 = self.scripts.add.run(client, keys.clone(), args.clone()).await?;
+                        let _: i64 = self
+                            .scripts
+                            .add
+                            .run(client, keys.clone(), args.clone())
+                            .await?;
                     }
                 } else {
                     return Err(Error::from(e.clone()));
                 }
             }
         }
-        Ok(prepared.into_iter().map(|(_, id)| Added { id, created_at_ms: created }).collect())
+        Ok(prepared
+            .into_iter()
+            .map(|(_, id)| Added {
+                id,
+                created_at_ms: created,
+            })
+            .collect())
     }
 
     /// Removes a delayed job by its stable id. True when it was still
@@ -382,8 +429,13 @@ impl Producer {
     /// Up to `limit` DLQ entries, oldest first.
     pub async fn peek_dlq(&self, limit: u64) -> Result<Vec<DlqEntry>> {
         let client = self.client().await?;
-        let v: Value = client.xrange(self.keys.dlq.as_str(), "-", "+", Some(limit)).await?;
-        Ok(crate::streams::parse_entries(v)?.into_iter().map(|(id, f)| dlq_entry(id, f)).collect())
+        let v: Value = client
+            .xrange(self.keys.dlq.as_str(), "-", "+", Some(limit))
+            .await?;
+        Ok(crate::streams::parse_entries(v)?
+            .into_iter()
+            .map(|(id, f)| dlq_entry(id, f))
+            .collect())
     }
 
     /// Moves up to `limit` DLQ entries (oldest first) back to the stream with
@@ -395,7 +447,9 @@ impl Producer {
         let mut start = "-".to_string();
         while replayed < limit {
             let want = (limit - replayed).min(500);
-            let v: Value = client.xrange(self.keys.dlq.as_str(), start.as_str(), "+", Some(want)).await?;
+            let v: Value = client
+                .xrange(self.keys.dlq.as_str(), start.as_str(), "+", Some(want))
+                .await?;
             let entries = crate::streams::parse_entries(v)?;
             if entries.is_empty() {
                 break;
@@ -415,7 +469,14 @@ impl Producer {
                 let n: i64 = self
                     .scripts
                     .replay
-                    .run(client, vec![self.keys.dlq.as_str().into(), self.keys.stream.as_str().into()], args)
+                    .run(
+                        client,
+                        vec![
+                            self.keys.dlq.as_str().into(),
+                            self.keys.stream.as_str().into(),
+                        ],
+                        args,
+                    )
                     .await?;
                 replayed += n as u64;
             }

@@ -24,7 +24,12 @@ pub struct PromoterConfig {
 }
 
 /// One promotion step: `(is_leader, promoted, ms until the next due member)`.
-pub async fn step(client: &Client, keys: &Keys, cfg: &PromoterConfig, script: &Script) -> crate::Result<(bool, i64, i64)> {
+pub async fn step(
+    client: &Client,
+    keys: &Keys,
+    cfg: &PromoterConfig,
+    script: &Script,
+) -> crate::Result<(bool, i64, i64)> {
     let r: Vec<i64> = script
         .run(
             client,
@@ -44,7 +49,11 @@ pub async fn step(client: &Client, keys: &Keys, cfg: &PromoterConfig, script: &S
             ],
         )
         .await?;
-    Ok((r.first() == Some(&1), r.get(1).copied().unwrap_or(0), r.get(2).copied().unwrap_or(-1)))
+    Ok((
+        r.first() == Some(&1),
+        r.get(1).copied().unwrap_or(0),
+        r.get(2).copied().unwrap_or(-1),
+    ))
 }
 
 /// Runs until `stop`, then releases the lock if held.
@@ -77,7 +86,12 @@ pub async fn run(client: Client, keys: Keys, cfg: PromoterConfig, stop: Cancella
         }
     }
     if leader {
-        let _: crate::Result<i64> =
-            release.run(&client, vec![keys.promoter_lock.as_str().into()], vec![Value::from(cfg.holder.as_str())]).await;
+        let _: crate::Result<i64> = release
+            .run(
+                &client,
+                vec![keys.promoter_lock.as_str().into()],
+                vec![Value::from(cfg.holder.as_str())],
+            )
+            .await;
     }
 }

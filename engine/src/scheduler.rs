@@ -9,7 +9,10 @@ use crate::conn::Script;
 use crate::envelope::{Envelope, RetryOverride};
 use crate::errors::{Error, Result};
 use crate::keys::Keys;
-use crate::repeat::{self, first_fire, plan_fires, spec_key, MissedFires, Pattern, RepeatError, SpecLimits, StoredSpec};
+use crate::repeat::{
+    self, first_fire, plan_fires, spec_key, MissedFires, Pattern, RepeatError, SpecLimits,
+    StoredSpec,
+};
 use fred::prelude::*;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +21,14 @@ impl From<RepeatError> for Error {
     fn from(e: RepeatError) -> Self {
         let field = e.field();
         let full = e.to_string();
-        let message = full.strip_prefix(&format!("{field}: ")).unwrap_or(&full).to_string();
-        Error::InvalidArgument { field: field.to_string(), message }
+        let message = full
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(&full)
+            .to_string();
+        Error::InvalidArgument {
+            field: field.to_string(),
+            message,
+        }
     }
 }
 
@@ -55,7 +64,12 @@ pub struct RepeatableMeta {
 
 /// Server time in epoch ms.
 pub async fn server_now_ms(client: &Client) -> Result<i64> {
-    let t: Vec<i64> = client.custom(fred::cmd!("TIME", hash: fred::types::ClusterHash::Random), Vec::<Value>::new()).await?;
+    let t: Vec<i64> = client
+        .custom(
+            fred::cmd!("TIME", hash: fred::types::ClusterHash::Random),
+            Vec::<Value>::new(),
+        )
+        .await?;
     match t.as_slice() {
         [s, us, ..] => Ok(s * 1000 + us / 1000),
         _ => Err(Error::Decode("TIME returned an unexpected reply".into())),
@@ -88,16 +102,24 @@ pub async fn upsert(client: &Client, keys: &Keys, req: UpsertRequest) -> Result<
     let key = spec_key(req.key.as_deref(), &req.job_name, &req.pattern)?;
     let hash = keys.repeat_spec(&key);
     let now = server_now_ms(client).await?;
-    let fresh_first = first_fire(&schedule, now, req.start_after_ms, req.end_before_ms)?.ok_or_else(|| {
-        Error::invalid_argument("end_before_ms", "the pattern has no fire before end_before_ms; widen the window")
-    })?;
+    let fresh_first = first_fire(&schedule, now, req.start_after_ms, req.end_before_ms)?
+        .ok_or_else(|| {
+            Error::invalid_argument(
+                "end_before_ms",
+                "the pattern has no fire before end_before_ms; widen the window",
+            )
+        })?;
     let pipe = client.pipeline();
     let _: () = pipe.hget(hash.as_str(), "spec").await?;
     let _: () = pipe.zscore(keys.repeat.as_str(), key.as_str()).await?;
     let (old, score): (Option<Vec<u8>>, Option<f64>) = pipe.all().await?;
     let same_schedule = old
         .and_then(|b| StoredSpec::decode(&b).ok())
-        .map(|o| o.pattern == req.pattern && o.start_after_ms == req.start_after_ms && o.end_before_ms == req.end_before_ms)
+        .map(|o| {
+            o.pattern == req.pattern
+                && o.start_after_ms == req.start_after_ms
+                && o.end_before_ms == req.end_before_ms
+        })
         .unwrap_or(false);
     let next = match score {
         Some(s) if same_schedule => s as i64,
@@ -121,7 +143,12 @@ pub async fn upsert(client: &Client, keys: &Keys, req: UpsertRequest) -> Result<
         .run(
             client,
             vec![keys.repeat.as_str().into(), hash.as_str().into()],
-            vec![Value::from(key.as_str()), Value::Bytes(spec.encode()?.into()), Value::from(next), Value::Bytes(opts.into())],
+            vec![
+                Value::from(key.as_str()),
+                Value::Bytes(spec.encode()?.into()),
+                Value::from(next),
+                Value::Bytes(opts.into()),
+            ],
         )
         .await?;
     Ok(key)
@@ -132,7 +159,17 @@ pub async fn list(client: &Client, keys: &Keys, limit: u64) -> Result<Vec<Repeat
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let rows: Vec<(String, f64)> = client.zrange(keys.repeat.as_str(), 0, limit as i64 - 1, None, false, None, true).await?;
+    let rows: Vec<(String, f64)> = client
+        .zrange(
+            keys.repeat.as_str(),
+            0,
+            limit as i64 - 1,
+            None,
+            false,
+            None,
+            true,
+        )
+        .await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -143,7 +180,9 @@ pub async fn list(client: &Client, keys: &Keys, limit: u64) -> Result<Vec<Repeat
     let specs: Vec<Option<Vec<u8>>> = pipe.all().await?;
     let mut out = Vec::with_capacity(rows.len());
     for ((key, score), bytes) in rows.into_iter().zip(specs) {
-        let Some(spec) = bytes.and_then(|b| StoredSpec::decode(&b).ok()) else { continue };
+        let Some(spec) = bytes.and_then(|b| StoredSpec::decode(&b).ok()) else {
+            continue;
+        };
         out.push(RepeatableMeta {
             key,
             job_name: spec.job_name,
@@ -161,7 +200,11 @@ pub async fn list(client: &Client, keys: &Keys, limit: u64) -> Result<Vec<Repeat
 /// Removes a spec; true when something was removed.
 pub async fn remove(client: &Client, keys: &Keys, key: &str) -> Result<bool> {
     let n: i64 = Script::new(REMOVE)
-        .run(client, vec![keys.repeat.as_str().into(), keys.repeat_spec(key).into()], vec![Value::from(key)])
+        .run(
+            client,
+            vec![keys.repeat.as_str().into(), keys.repeat_spec(key).into()],
+            vec![Value::from(key)],
+        )
         .await?;
     Ok(n == 1)
 }
@@ -235,7 +278,10 @@ pub struct Scheduler {
 
 impl Default for Scheduler {
     fn default() -> Self {
-        Scheduler { tick: Script::new(TICK), fire: Script::new(FIRE) }
+        Scheduler {
+            tick: Script::new(TICK),
+            fire: Script::new(FIRE),
+        }
     }
 }
 
@@ -250,17 +296,33 @@ pub struct TickReport {
 
 impl Scheduler {
     /// One scheduling step: take or keep the lock, fire due specs.
-    pub async fn tick(&self, client: &Client, keys: &Keys, cfg: &SchedulerConfig) -> Result<TickReport> {
+    pub async fn tick(
+        &self,
+        client: &Client,
+        keys: &Keys,
+        cfg: &SchedulerConfig,
+    ) -> Result<TickReport> {
         let r: Vec<Value> = self
             .tick
             .run(
                 client,
-                vec![keys.scheduler_lock.as_str().into(), keys.repeat.as_str().into()],
-                vec![Value::from(cfg.holder.as_str()), Value::from(cfg.lock_ttl_secs as i64), Value::from(cfg.batch as i64)],
+                vec![
+                    keys.scheduler_lock.as_str().into(),
+                    keys.repeat.as_str().into(),
+                ],
+                vec![
+                    Value::from(cfg.holder.as_str()),
+                    Value::from(cfg.lock_ttl_secs as i64),
+                    Value::from(cfg.batch as i64),
+                ],
             )
             .await?;
         let int = |v: Option<&Value>| v.and_then(|v| v.as_i64()).unwrap_or(0);
-        let mut report = TickReport { leader: int(r.first()) == 1, fired: 0, next_due_ms: int(r.get(2)) };
+        let mut report = TickReport {
+            leader: int(r.first()) == 1,
+            fired: 0,
+            next_due_ms: int(r.get(2)),
+        };
         if !report.leader {
             return Ok(report);
         }
@@ -268,7 +330,10 @@ impl Scheduler {
         let due: Vec<(String, i64)> = r[3..]
             .chunks(2)
             .filter_map(|c| match c {
-                [k, s] => Some((k.as_str()?.to_string(), s.as_str()?.parse::<f64>().ok()? as i64)),
+                [k, s] => Some((
+                    k.as_str()?.to_string(),
+                    s.as_str()?.parse::<f64>().ok()? as i64,
+                )),
                 _ => None,
             })
             .collect();
@@ -277,13 +342,20 @@ impl Scheduler {
         }
         let pipe = client.pipeline();
         for (k, _) in &due {
-            let _: () = pipe.hmget(keys.repeat_spec(k), vec!["spec", "fired", "opts"]).await?;
+            let _: () = pipe
+                .hmget(keys.repeat_spec(k), vec!["spec", "fired", "opts"])
+                .await?;
         }
         let rows: Vec<Vec<Value>> = pipe.all().await?;
         for ((key, score), row) in due.into_iter().zip(rows) {
-            match self.fire_one(client, keys, cfg, &key, score, now, row).await {
+            match self
+                .fire_one(client, keys, cfg, &key, score, now, row)
+                .await
+            {
                 Ok(n) => report.fired += n,
-                Err(e) => tracing::warn!(spec = %key, error = %e, "repeatable spec skipped this tick"),
+                Err(e) => {
+                    tracing::warn!(spec = %key, error = %e, "repeatable spec skipped this tick")
+                }
             }
         }
         report.next_due_ms = 0;
@@ -304,12 +376,24 @@ impl Scheduler {
         let mut it = row.into_iter();
         let spec_bytes = it.next().and_then(|v| v.into_bytes());
         let fired = it.next().and_then(|v| v.as_u64()).unwrap_or(0);
-        let opts = it.next().and_then(|v| v.into_bytes()).filter(|b| !b.is_empty());
+        let opts = it
+            .next()
+            .and_then(|v| v.into_bytes())
+            .filter(|b| !b.is_empty());
         let hash = keys.repeat_spec(key);
         let Some(spec) = spec_bytes.and_then(|b| StoredSpec::decode(&b).ok()) else {
             // A spec without a readable body cannot fire; park it a minute
             // ahead instead of spinning on it every tick.
-            let _: Value = client.zadd(keys.repeat.as_str(), None, None, false, false, ((now + 60_000) as f64, key)).await?;
+            let _: Value = client
+                .zadd(
+                    keys.repeat.as_str(),
+                    None,
+                    None,
+                    false,
+                    false,
+                    ((now + 60_000) as f64, key),
+                )
+                .await?;
             return Err(Error::Decode(format!("spec {key} has no decodable body")));
         };
         let retry = match opts {
@@ -317,8 +401,20 @@ impl Scheduler {
             None => None,
         };
         let schedule = spec.pattern.compile()?;
-        let limits = SpecLimits { limit: spec.limit, fired, start_after_ms: spec.start_after_ms, end_before_ms: spec.end_before_ms };
-        let plan = plan_fires(&schedule, spec.missed_fires, &limits, score, now, cfg.grace_ms())?;
+        let limits = SpecLimits {
+            limit: spec.limit,
+            fired,
+            start_after_ms: spec.start_after_ms,
+            end_before_ms: spec.end_before_ms,
+        };
+        let plan = plan_fires(
+            &schedule,
+            spec.missed_fires,
+            &limits,
+            score,
+            now,
+            cfg.grace_ms(),
+        )?;
         let mut args: Vec<Value> = vec![
             Value::from(key),
             Value::from(score),
@@ -341,7 +437,15 @@ impl Scheduler {
         }
         let n: i64 = self
             .fire
-            .run(client, vec![keys.repeat.as_str().into(), hash.as_str().into(), keys.stream.as_str().into()], args)
+            .run(
+                client,
+                vec![
+                    keys.repeat.as_str().into(),
+                    hash.as_str().into(),
+                    keys.stream.as_str().into(),
+                ],
+                args,
+            )
             .await?;
         Ok(n.max(0) as u64)
     }
@@ -373,8 +477,13 @@ pub async fn run(client: Client, keys: Keys, cfg: SchedulerConfig, stop: Cancell
         }
     }
     if leader {
-        let _: Result<i64> =
-            release.run(&client, vec![keys.scheduler_lock.as_str().into()], vec![Value::from(cfg.holder.as_str())]).await;
+        let _: Result<i64> = release
+            .run(
+                &client,
+                vec![keys.scheduler_lock.as_str().into()],
+                vec![Value::from(cfg.holder.as_str())],
+            )
+            .await;
     }
 }
 
@@ -389,13 +498,26 @@ pub struct StandaloneScheduler {
 }
 
 impl StandaloneScheduler {
-    pub async fn connect(url: &str, queue: &str, cfg: SchedulerConfig) -> Result<StandaloneScheduler> {
+    pub async fn connect(
+        url: &str,
+        queue: &str,
+        cfg: SchedulerConfig,
+    ) -> Result<StandaloneScheduler> {
         crate::keys::validate_queue_name("queue_name", queue)?;
         if cfg.tick.is_zero() {
-            return Err(Error::invalid_argument("tick_interval_ms", "must be a positive integer"));
+            return Err(Error::invalid_argument(
+                "tick_interval_ms",
+                "must be a positive integer",
+            ));
         }
         let client = crate::conn::connect(url, Some(crate::conn::COMMAND_TIMEOUT)).await?;
-        Ok(StandaloneScheduler { client, keys: Keys::new(queue), cfg, stop: CancellationToken::new(), sched: Scheduler::default() })
+        Ok(StandaloneScheduler {
+            client,
+            keys: Keys::new(queue),
+            cfg,
+            stop: CancellationToken::new(),
+            sched: Scheduler::default(),
+        })
     }
 
     /// One tick (tests and cron-style callers).
@@ -405,7 +527,13 @@ impl StandaloneScheduler {
 
     /// Runs until `stop()`.
     pub async fn run(&self) {
-        run(self.client.clone(), self.keys.clone(), self.cfg.clone(), self.stop.clone()).await
+        run(
+            self.client.clone(),
+            self.keys.clone(),
+            self.cfg.clone(),
+            self.stop.clone(),
+        )
+        .await
     }
 
     pub fn stop(&self) {

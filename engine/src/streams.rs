@@ -27,16 +27,29 @@ pub fn parse_entries(v: Value) -> Result<Vec<Entry>> {
     let items = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
-        other => return Err(Error::Decode(format!("expected stream entries, got {:?}", other.kind()))),
+        other => {
+            return Err(Error::Decode(format!(
+                "expected stream entries, got {:?}",
+                other.kind()
+            )))
+        }
     };
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut parts = match item {
             Value::Array(p) => p.into_iter(),
             Value::Null => continue,
-            other => return Err(Error::Decode(format!("expected a stream entry, got {:?}", other.kind()))),
+            other => {
+                return Err(Error::Decode(format!(
+                    "expected a stream entry, got {:?}",
+                    other.kind()
+                )))
+            }
         };
-        let id = parts.next().and_then(as_string).ok_or_else(|| Error::Decode("stream entry without id".into()))?;
+        let id = parts
+            .next()
+            .and_then(as_string)
+            .ok_or_else(|| Error::Decode("stream entry without id".into()))?;
         let mut fields = Vec::new();
         match parts.next() {
             Some(Value::Array(fv)) => {
@@ -84,6 +97,9 @@ pub fn parse_read(v: Value) -> Result<Vec<Entry>> {
             }
             Ok(out)
         }
-        other => Err(Error::Decode(format!("unexpected XREADGROUP reply {:?}", other.kind()))),
+        other => Err(Error::Decode(format!(
+            "unexpected XREADGROUP reply {:?}",
+            other.kind()
+        ))),
     }
 }

@@ -18,7 +18,11 @@ pub struct Consumer {
 
 impl Consumer {
     fn running(&self) -> PyResult<Arc<chasquimq::Consumer>> {
-        self.inner.get().cloned().ok_or_else(|| to_py(Error::Closed("the consumer was not started; await start() first".into())))
+        self.inner.get().cloned().ok_or_else(|| {
+            to_py(Error::Closed(
+                "the consumer was not started; await start() first".into(),
+            ))
+        })
     }
 }
 
@@ -81,7 +85,11 @@ impl Consumer {
         cfg.store_results = store_results;
         cfg.result_ttl_ms = result_ttl_ms;
         cfg.promoter_tick_ms = promoter_tick_ms;
-        Ok(Consumer { url: redis_url.to_string(), cfg, inner: Arc::new(OnceLock::new()) })
+        Ok(Consumer {
+            url: redis_url.to_string(),
+            cfg,
+            inner: Arc::new(OnceLock::new()),
+        })
     }
 
     /// Connects and starts the engine tasks.
@@ -122,21 +130,40 @@ impl Consumer {
                     let result = if r.is_none() {
                         None
                     } else {
-                        Some(bytes::Bytes::copy_from_slice(r.cast::<PyBytes>()?.as_bytes()))
+                        Some(bytes::Bytes::copy_from_slice(
+                            r.cast::<PyBytes>()?.as_bytes(),
+                        ))
                     };
-                    Outcome::Completed { token, result, duration_us }
+                    Outcome::Completed {
+                        token,
+                        result,
+                        duration_us,
+                    }
                 }
                 FAILED | UNRECOVERABLE | DECODE_FAILED => {
-                    let reason: String = t.get_item(3)?.extract::<Option<String>>()?.unwrap_or_default();
+                    let reason: String = t
+                        .get_item(3)?
+                        .extract::<Option<String>>()?
+                        .unwrap_or_default();
                     let kind = match kind {
                         FAILED => FailKind::Retryable,
                         UNRECOVERABLE => FailKind::Unrecoverable,
                         _ => FailKind::DecodeFailed,
                     };
-                    Outcome::Failed { token, reason, kind, duration_us }
+                    Outcome::Failed {
+                        token,
+                        reason,
+                        kind,
+                        duration_us,
+                    }
                 }
                 ABANDONED => Outcome::Abandoned { token },
-                other => return Err(to_py(Error::invalid_argument("outcomes", format!("unknown outcome kind {other}")))),
+                other => {
+                    return Err(to_py(Error::invalid_argument(
+                        "outcomes",
+                        format!("unknown outcome kind {other}"),
+                    )))
+                }
             });
         }
         c.settle(out);
@@ -180,10 +207,20 @@ impl<'py> IntoPyObject<'py> for Batch {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let Some(v) = self.0 else { return Ok(py.None().into_bound(py)) };
+        let Some(v) = self.0 else {
+            return Ok(py.None().into_bound(py));
+        };
         let list = PyList::empty(py);
         for d in v {
-            let t = (d.token, d.job_id, d.name, PyBytes::new(py, &d.payload), d.attempt, d.created_at_ms).into_pyobject(py)?;
+            let t = (
+                d.token,
+                d.job_id,
+                d.name,
+                PyBytes::new(py, &d.payload),
+                d.attempt,
+                d.created_at_ms,
+            )
+                .into_pyobject(py)?;
             list.append(t)?;
         }
         Ok(list.into_any())

@@ -18,7 +18,11 @@ fn class_for<'py>(py: Python<'py>, code: &str) -> Option<Bound<'py, PyType>> {
         })
         .ok()?
         .bind(py);
-    dict.get_item(code).ok().flatten()?.cast_into::<PyType>().ok()
+    dict.get_item(code)
+        .ok()
+        .flatten()?
+        .cast_into::<PyType>()
+        .ok()
 }
 
 /// Converts an engine error into the Python exception of its code.
@@ -38,7 +42,9 @@ pub fn to_py_with(py: Python<'_>, e: &Error) -> PyErr {
 pub fn _raise_engine_error(code: &str) -> PyResult<()> {
     match Error::sample(code) {
         Some(e) => Err(to_py(e)),
-        None => Err(pyo3::exceptions::PyValueError::new_err(format!("unknown code {code:?}"))),
+        None => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown code {code:?}"
+        ))),
     }
 }
 

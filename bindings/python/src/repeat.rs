@@ -12,44 +12,76 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn pattern_from(d: &Bound<'_, PyDict>) -> PyResult<Pattern> {
-    let kind: String = opt(d, "kind", "repeat.kind")?.ok_or_else(|| bad("repeat", "needs a kind (\"cron\" or \"every\")"))?;
+    let kind: String = opt(d, "kind", "repeat.kind")?
+        .ok_or_else(|| bad("repeat", "needs a kind (\"cron\" or \"every\")"))?;
     let p = match kind.as_str() {
         "cron" => {
-            let expr: String = opt(d, "expression", "repeat.expression")?.ok_or_else(|| bad("repeat.expression", "is required for a cron pattern"))?;
+            let expr: String = opt(d, "expression", "repeat.expression")?
+                .ok_or_else(|| bad("repeat.expression", "is required for a cron pattern"))?;
             Pattern::cron(expr, opt(d, "tz", "repeat.tz")?)
         }
         "every" => {
-            let ms: u64 = opt(d, "interval_ms", "repeat.interval_ms")?.ok_or_else(|| bad("repeat.interval_ms", "is required for an every pattern"))?;
+            let ms: u64 = opt(d, "interval_ms", "repeat.interval_ms")?
+                .ok_or_else(|| bad("repeat.interval_ms", "is required for an every pattern"))?;
             Pattern::every(ms)
         }
-        other => return Err(bad("repeat.kind", &format!("unknown kind {other:?}; use \"cron\" or \"every\""))),
+        other => {
+            return Err(bad(
+                "repeat.kind",
+                &format!("unknown kind {other:?}; use \"cron\" or \"every\""),
+            ))
+        }
     };
     p.map_err(|e| to_py(e.into()))
 }
 
 fn missed_from(d: Option<Bound<'_, PyAny>>) -> PyResult<MissedFires> {
-    let Some(d) = d.filter(|d| !d.is_none()) else { return Ok(MissedFires::Skip) };
-    let d = d.cast::<PyDict>().map_err(|_| bad("missed_fires", "must be a MissedFiresPolicy or a dict"))?;
+    let Some(d) = d.filter(|d| !d.is_none()) else {
+        return Ok(MissedFires::Skip);
+    };
+    let d = d
+        .cast::<PyDict>()
+        .map_err(|_| bad("missed_fires", "must be a MissedFiresPolicy or a dict"))?;
     let kind: String = opt(d, "kind", "missed_fires.kind")?.unwrap_or_else(|| "skip".into());
     match kind.as_str() {
         "skip" => Ok(MissedFires::Skip),
         "fire-once" => Ok(MissedFires::FireOnce),
         "fire-all" => {
-            let n: u32 = opt(d, "max_catchup", "missed_fires.max_catchup")?.ok_or_else(|| bad("missed_fires.max_catchup", "is required for fire-all"))?;
+            let n: u32 = opt(d, "max_catchup", "missed_fires.max_catchup")?
+                .ok_or_else(|| bad("missed_fires.max_catchup", "is required for fire-all"))?;
             MissedFires::fire_all(n).map_err(|e| to_py(e.into()))
         }
-        other => Err(bad("missed_fires.kind", &format!("unknown kind {other:?}; use \"skip\", \"fire-once\" or \"fire-all\""))),
+        other => Err(bad(
+            "missed_fires.kind",
+            &format!("unknown kind {other:?}; use \"skip\", \"fire-once\" or \"fire-all\""),
+        )),
     }
 }
 
 pub fn parse_upsert(d: &Bound<'_, PyDict>) -> PyResult<UpsertRequest> {
-    let pattern = d.get_item("pattern")?.ok_or_else(|| bad("repeat", "is required"))?;
-    let pattern = pattern_from(pattern.cast::<PyDict>().map_err(|_| bad("repeat", "must be a RepeatPattern or a dict"))?)?;
-    let payload = d.get_item("payload")?.ok_or_else(|| bad("data", "is required"))?;
-    let payload = payload.cast::<PyBytes>().map_err(|_| bad("data", "payload must be bytes"))?.as_bytes().to_vec();
+    let pattern = d
+        .get_item("pattern")?
+        .ok_or_else(|| bad("repeat", "is required"))?;
+    let pattern = pattern_from(
+        pattern
+            .cast::<PyDict>()
+            .map_err(|_| bad("repeat", "must be a RepeatPattern or a dict"))?,
+    )?;
+    let payload = d
+        .get_item("payload")?
+        .ok_or_else(|| bad("data", "is required"))?;
+    let payload = payload
+        .cast::<PyBytes>()
+        .map_err(|_| bad("data", "payload must be bytes"))?
+        .as_bytes()
+        .to_vec();
     let attempts: Option<u32> = opt(d, "attempts", "attempts")?;
     let backoff = match d.get_item("backoff")? {
-        Some(b) if !b.is_none() => Some(parse_backoff(b.cast::<PyDict>().map_err(|_| bad("backoff", "must be a dict"))?, "backoff")?),
+        Some(b) if !b.is_none() => Some(parse_backoff(
+            b.cast::<PyDict>()
+                .map_err(|_| bad("backoff", "must be a dict"))?,
+            "backoff",
+        )?),
         _ => None,
     };
     Ok(UpsertRequest {
@@ -61,7 +93,14 @@ pub fn parse_upsert(d: &Bound<'_, PyDict>) -> PyResult<UpsertRequest> {
         start_after_ms: opt(d, "start_after_ms", "start_after_ms")?,
         end_before_ms: opt(d, "end_before_ms", "end_before_ms")?,
         missed_fires: missed_from(d.get_item("missed_fires")?)?,
-        retry: if attempts.is_some() || backoff.is_some() { Some(RetryOverride { max_attempts: attempts, backoff }) } else { None },
+        retry: if attempts.is_some() || backoff.is_some() {
+            Some(RetryOverride {
+                max_attempts: attempts,
+                backoff,
+            })
+        } else {
+            None
+        },
     })
 }
 
@@ -127,10 +166,14 @@ impl Scheduler {
         cfg: SchedulerConfig,
         cell: Arc<tokio::sync::OnceCell<Arc<StandaloneScheduler>>>,
     ) -> PyResult<Arc<StandaloneScheduler>> {
-        cell.get_or_try_init(|| async { StandaloneScheduler::connect(&url, &queue, cfg).await.map(Arc::new) })
-            .await
-            .cloned()
-            .map_err(to_py)
+        cell.get_or_try_init(|| async {
+            StandaloneScheduler::connect(&url, &queue, cfg)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+        .map_err(to_py)
     }
 }
 
@@ -151,20 +194,35 @@ impl Scheduler {
         chasquimq::conn::parse_url(redis_url).map_err(to_py)?;
         chasquimq::keys::validate_queue_name("queue_name", queue_name).map_err(to_py)?;
         if tick_interval_ms == 0 || batch == 0 || lock_ttl_secs == 0 {
-            return Err(bad("tick_interval_ms", "tick_interval_ms, batch and lock_ttl_secs must be positive"));
+            return Err(bad(
+                "tick_interval_ms",
+                "tick_interval_ms, batch and lock_ttl_secs must be positive",
+            ));
         }
-        let holder = holder_id.unwrap_or_else(|| format!("sched-{}-{}", std::process::id(), ulid::Ulid::new()));
+        let holder = holder_id
+            .unwrap_or_else(|| format!("sched-{}-{}", std::process::id(), ulid::Ulid::new()));
         Ok(Scheduler {
             url: redis_url.to_string(),
             queue: queue_name.to_string(),
-            cfg: SchedulerConfig { holder, tick: Duration::from_millis(tick_interval_ms), batch, max_stream_len, lock_ttl_secs },
+            cfg: SchedulerConfig {
+                holder,
+                tick: Duration::from_millis(tick_interval_ms),
+                batch,
+                max_stream_len,
+                lock_ttl_secs,
+            },
             inner: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
     /// One tick: returns (is_leader, jobs fired).
     fn tick<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (u, q, c, cell) = (self.url.clone(), self.queue.clone(), self.cfg.clone(), self.inner.clone());
+        let (u, q, c, cell) = (
+            self.url.clone(),
+            self.queue.clone(),
+            self.cfg.clone(),
+            self.inner.clone(),
+        );
         future_into_py(py, async move {
             let s = Scheduler::get(u, q, c, cell).await?;
             let r = s.tick().await.map_err(to_py)?;
@@ -174,7 +232,12 @@ impl Scheduler {
 
     /// Runs until close() (or stop()).
     fn run<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (u, q, c, cell) = (self.url.clone(), self.queue.clone(), self.cfg.clone(), self.inner.clone());
+        let (u, q, c, cell) = (
+            self.url.clone(),
+            self.queue.clone(),
+            self.cfg.clone(),
+            self.inner.clone(),
+        );
         future_into_py(py, async move {
             let s = Scheduler::get(u, q, c, cell).await?;
             s.run().await;

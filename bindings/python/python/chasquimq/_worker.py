@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from inspect import isawaitable
 from typing import Any
 
 import msgpack
 
-from chasquimq._generated.errors import UnrecoverableError
+from chasquimq._generated.errors import InvalidArgumentError, UnrecoverableError
 from chasquimq._generated.types import Job
 from chasquimq._native import Consumer
 
@@ -77,7 +78,17 @@ class WorkerBase:
             "scheduler_tick_ms": scheduler_tick_ms,
             "result_ttl_ms": result_ttl_ms,
         }
-        kw = {k: v for k, v in optional.items() if v is not None}
+        kw: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
+        # Ints the engine cannot hold are bad values, not an OverflowError from the binding.
+        for field, value, limit in (
+            ("concurrency", concurrency, 100_000),
+            ("max_attempts", max_attempts, 2**32 - 1),
+            *((k, v, 2**63 - 1) for k, v in kw.items() if isinstance(v, int)),
+        ):
+            if value > limit:
+                raise InvalidArgumentError(
+                    f"{field} must be at most {limit} (got {value}); pass a smaller int"
+                )
         self._native = Consumer(
             redis_url,
             queue_name,
@@ -190,9 +201,9 @@ class WorkerBase:
                     0,
                 )
             else:
-                result = await self._handler(
-                    Job(job_id, name, data, attempt, created_at_ms)
-                )
+                result = self._handler(Job(job_id, name, data, attempt, created_at_ms))
+                if isawaitable(result):
+                    result = await result
                 dur = (time.perf_counter_ns() - t0) // 1000
                 if self._store_results and result is not None:
                     try:
@@ -228,6 +239,14 @@ class WorkerBase:
                 _reason(e),
                 (time.perf_counter_ns() - t0) // 1000,
             )
+        except BaseException:
+            # KeyboardInterrupt / SystemExit from a handler: free the slot,
+            # leave the job pending for recovery, and let the exit proceed.
+            self._settle_one((token, _ABANDONED, None, None, 0))
+            raise
+        self._settle_one(out)
+
+    def _settle_one(self, out: tuple[Any, ...]) -> None:
         self._buf.append(out)
         if not self._flush_scheduled:
             self._flush_scheduled = True
