@@ -3,6 +3,7 @@
 //! (`spec/wire/` holds the vectors; `docs/wire-format.md` the prose).
 
 use crate::errors::{Error, Result};
+use crate::msgpack::{DecodeError, Reader};
 use rand::Rng;
 
 /// Backoff kind of a retry override.
@@ -132,28 +133,33 @@ impl Envelope {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope> {
-        let mut rd = bytes;
-        let n = read_array_len(&mut rd)?;
+        Self::read(bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    fn read(bytes: &[u8]) -> std::result::Result<Envelope, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let n = r.array_len("envelope")?;
         if !(3..=5).contains(&n) {
-            return Err(Error::Decode(format!(
-                "envelope must be an array of 3 to 5 elements, got {n}"
-            )));
+            return Err(DecodeError::WrongLength {
+                what: "envelope",
+                expected: "3 to 5",
+                found: n,
+            });
         }
-        let id = read_str(&mut rd)?.to_string();
-        let payload = read_bin(&mut rd)?.to_vec();
-        let created_at_ms = read_uint(&mut rd)?;
+        let id = r.str("envelope.id")?.to_string();
+        let payload = r.bin("envelope.payload")?.to_vec();
+        let created_at_ms = r.uint("envelope.created_at_ms")?;
         let attempt = if n >= 4 {
-            read_uint(&mut rd)?.min(u32::MAX as u64) as u32
+            r.uint("envelope.attempt")?.min(u32::MAX as u64) as u32
         } else {
             0
         };
-        let retry = if n == 5 { decode_retry(&mut rd)? } else { None };
-        if !rd.is_empty() {
-            return Err(Error::Decode(format!(
-                "{} trailing bytes after the envelope",
-                rd.len()
-            )));
-        }
+        let retry = if n == 5 && !r.nil()? {
+            Some(read_retry(&mut r, "envelope.retry")?)
+        } else {
+            None
+        };
+        r.finish("envelope")?;
         Ok(Envelope {
             id,
             payload,
@@ -184,60 +190,79 @@ pub fn encode_retry(out: &mut Vec<u8>, r: &RetryOverride) {
     }
 }
 
-/// Decodes `[max_attempts|nil, backoff|nil]`; a bare nil means no override.
-pub fn decode_retry(rd: &mut &[u8]) -> Result<Option<RetryOverride>> {
-    if take_nil(rd) {
-        return Ok(None);
+/// Reads `[max_attempts|nil, backoff|nil]` (the envelope's fifth element and
+/// a repeatable's `opts`). Longer arrays are accepted and their extra
+/// elements skipped, so later versions can add slots.
+pub(crate) fn read_retry(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> std::result::Result<RetryOverride, DecodeError> {
+    let len = r.array_len(what)?;
+    if len < 2 {
+        return Err(DecodeError::WrongLength {
+            what,
+            expected: "2 or more",
+            found: len,
+        });
     }
-    let n = read_array_len(rd)?;
-    if n != 2 {
-        return Err(Error::Decode(format!(
-            "retry override must be an array of 2, got {n}"
-        )));
-    }
-    let max_attempts = if take_nil(rd) {
+    let max_attempts = match r.opt_uint("max_attempts")? {
+        None => None,
+        Some(n) => Some(u32::try_from(n).map_err(|_| DecodeError::OutOfRange {
+            what: "max_attempts",
+        })?),
+    };
+    let backoff = if r.nil()? {
         None
     } else {
-        Some(read_uint(rd)?.min(u32::MAX as u64) as u32)
+        Some(read_backoff(r)?)
     };
-    let backoff = if take_nil(rd) {
-        None
-    } else {
-        let n = read_array_len(rd)?;
-        if n != 5 {
-            return Err(Error::Decode(format!(
-                "backoff must be an array of 5, got {n}"
-            )));
-        }
-        let kind = BackoffKind::parse(read_str(rd)?).map_err(|e| Error::Decode(e.to_string()))?;
-        let delay_ms = read_uint(rd)?;
-        let max_delay_ms = if take_nil(rd) {
-            None
-        } else {
-            Some(read_uint(rd)?)
-        };
-        let multiplier = if take_nil(rd) {
-            None
-        } else {
-            Some(read_f64(rd)?)
-        };
-        let jitter_ms = if take_nil(rd) {
-            None
-        } else {
-            Some(read_uint(rd)?)
-        };
-        Some(Backoff {
-            kind,
-            delay_ms,
-            max_delay_ms,
-            multiplier,
-            jitter_ms,
-        })
-    };
-    Ok(Some(RetryOverride {
+    for _ in 2..len {
+        r.skip("retry override (extra element)", 0)?;
+    }
+    Ok(RetryOverride {
         max_attempts,
         backoff,
-    }))
+    })
+}
+
+fn read_backoff(r: &mut Reader<'_>) -> std::result::Result<Backoff, DecodeError> {
+    const WHAT: &str = "backoff";
+    let len = r.array_len(WHAT)?;
+    if len < 5 {
+        return Err(DecodeError::WrongLength {
+            what: WHAT,
+            expected: "5 or more",
+            found: len,
+        });
+    }
+    let kind = match r.str("backoff.kind")? {
+        "fixed" => BackoffKind::Fixed,
+        "exponential" => BackoffKind::Exponential,
+        other => {
+            return Err(DecodeError::UnknownVariant {
+                what: "backoff.kind",
+                found: other.to_owned(),
+            })
+        }
+    };
+    let delay_ms = r.uint("backoff.delay_ms")?;
+    let max_delay_ms = r.opt_uint("backoff.max_delay_ms")?;
+    let multiplier = if r.nil()? {
+        None
+    } else {
+        Some(r.f64("backoff.multiplier")?)
+    };
+    let jitter_ms = r.opt_uint("backoff.jitter_ms")?;
+    for _ in 5..len {
+        r.skip("backoff (extra element)", 0)?;
+    }
+    Ok(Backoff {
+        kind,
+        delay_ms,
+        max_delay_ms,
+        multiplier,
+        jitter_ms,
+    })
 }
 
 /// Delayed-set member: u32 LE name length, name, envelope bytes.
@@ -266,133 +291,6 @@ pub fn decode_member(member: &[u8]) -> Result<(&str, &[u8])> {
     let name = std::str::from_utf8(&rest[..len])
         .map_err(|_| Error::Decode("delayed member name is not UTF-8".into()))?;
     Ok((name, &rest[len..]))
-}
-
-// ---- small msgpack readers over a byte slice; never allocate from an
-// untrusted length, never panic.
-
-fn need(rd: &[u8], n: usize) -> Result<()> {
-    if rd.len() < n {
-        Err(Error::Decode("truncated msgpack".into()))
-    } else {
-        Ok(())
-    }
-}
-
-fn take_nil(rd: &mut &[u8]) -> bool {
-    if rd.first() == Some(&0xc0) {
-        *rd = &rd[1..];
-        true
-    } else {
-        false
-    }
-}
-
-fn be(rd: &mut &[u8], n: usize) -> Result<u64> {
-    need(rd, n)?;
-    let mut v = 0u64;
-    for b in &rd[..n] {
-        v = (v << 8) | *b as u64;
-    }
-    *rd = &rd[n..];
-    Ok(v)
-}
-
-fn marker(rd: &mut &[u8]) -> Result<u8> {
-    need(rd, 1)?;
-    let m = rd[0];
-    *rd = &rd[1..];
-    Ok(m)
-}
-
-pub(crate) fn read_array_len(rd: &mut &[u8]) -> Result<usize> {
-    let m = marker(rd)?;
-    Ok(match m {
-        0x90..=0x9f => (m & 0x0f) as usize,
-        0xdc => be(rd, 2)? as usize,
-        0xdd => be(rd, 4)? as usize,
-        _ => {
-            return Err(Error::Decode(format!(
-                "expected a msgpack array, found marker 0x{m:02x}"
-            )))
-        }
-    })
-}
-
-pub(crate) fn read_str<'a>(rd: &mut &'a [u8]) -> Result<&'a str> {
-    let m = marker(rd)?;
-    let len = match m {
-        0xa0..=0xbf => (m & 0x1f) as usize,
-        0xd9 => be(rd, 1)? as usize,
-        0xda => be(rd, 2)? as usize,
-        0xdb => be(rd, 4)? as usize,
-        _ => {
-            return Err(Error::Decode(format!(
-                "expected a msgpack str, found marker 0x{m:02x}"
-            )))
-        }
-    };
-    need(rd, len)?;
-    let (s, rest) = rd.split_at(len);
-    *rd = rest;
-    std::str::from_utf8(s).map_err(|_| Error::Decode("msgpack str is not UTF-8".into()))
-}
-
-pub(crate) fn read_bin<'a>(rd: &mut &'a [u8]) -> Result<&'a [u8]> {
-    let m = marker(rd)?;
-    let len = match m {
-        0xc4 => be(rd, 1)? as usize,
-        0xc5 => be(rd, 2)? as usize,
-        0xc6 => be(rd, 4)? as usize,
-        _ => {
-            return Err(Error::Decode(format!(
-                "expected msgpack bin, found marker 0x{m:02x}"
-            )))
-        }
-    };
-    need(rd, len)?;
-    let (s, rest) = rd.split_at(len);
-    *rd = rest;
-    Ok(s)
-}
-
-pub(crate) fn read_uint(rd: &mut &[u8]) -> Result<u64> {
-    let m = marker(rd)?;
-    match m {
-        0x00..=0x7f => Ok(m as u64),
-        0xcc => be(rd, 1),
-        0xcd => be(rd, 2),
-        0xce => be(rd, 4),
-        0xcf => be(rd, 8),
-        // Signed encodings of non-negative values are accepted.
-        0xd0..=0xd3 => {
-            let n = 1usize << (m - 0xd0);
-            let raw = be(rd, n)?;
-            let shift = 64 - 8 * n as u32;
-            let v = ((raw << shift) as i64) >> shift;
-            u64::try_from(v)
-                .map_err(|_| Error::Decode(format!("expected an unsigned int, found {v}")))
-        }
-        _ => Err(Error::Decode(format!(
-            "expected a msgpack uint, found marker 0x{m:02x}"
-        ))),
-    }
-}
-
-fn read_f64(rd: &mut &[u8]) -> Result<f64> {
-    need(rd, 1)?;
-    match rd[0] {
-        0xcb => {
-            *rd = &rd[1..];
-            Ok(f64::from_bits(be(rd, 8)?))
-        }
-        0xca => {
-            *rd = &rd[1..];
-            Ok(f32::from_bits(be(rd, 4)? as u32) as f64)
-        }
-        // Integers are accepted where a float is expected.
-        _ => Ok(read_uint(rd)? as f64),
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod envelope;
 pub mod errors;
 pub mod keys;
+pub mod msgpack;
 pub mod producer;
 pub mod promoter;
 pub mod repeat;

@@ -39,15 +39,14 @@
 
 pub mod cron;
 pub mod missed;
-mod msgpack;
 pub mod pattern;
 pub mod spec;
 
 pub use self::cron::{CronSchedule, Zone};
 pub use self::missed::{plan_fires, FirePlan, MissedFires, SpecLimits, MAX_FIRES_PER_PLAN};
-pub use self::msgpack::DecodeError;
 pub use self::pattern::{first_fire, spec_key, validate_limits, Pattern, Schedule};
 pub use self::spec::{Backoff, BackoffKind, SpecOptions, StoredSpec, OPTS_FIELD};
+pub use crate::msgpack::DecodeError;
 
 /// A caller-supplied repeatable setting is invalid.
 ///

@@ -11,9 +11,9 @@
 use rmp::Marker;
 
 use super::missed::MissedFires;
-use super::msgpack::{DecodeError, Reader, Writer};
 use super::pattern::Pattern;
 use super::RepeatError;
+use crate::msgpack::{DecodeError, Reader, Writer};
 
 /// The hash field holding [`SpecOptions`].
 pub const OPTS_FIELD: &str = "opts";
@@ -243,27 +243,11 @@ impl SpecOptions {
         Ok(())
     }
 
-    /// `[max_attempts|nil, backoff|nil]`.
+    /// `[max_attempts|nil, backoff|nil]`, the envelope's override bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.array_len(2);
-        w.opt_uint(self.max_attempts.map(u64::from));
-        match &self.backoff {
-            None => w.nil(),
-            Some(b) => {
-                w.array_len(5);
-                // Both kinds are short constants: this cannot fail.
-                let _ = w.str("backoff.kind", b.kind.as_str());
-                w.uint(b.delay_ms);
-                w.opt_uint(b.max_delay_ms);
-                match b.multiplier {
-                    Some(m) => w.f64(m),
-                    None => w.nil(),
-                }
-                w.opt_uint(b.jitter_ms);
-            }
-        }
-        w.into_bytes()
+        let mut out = Vec::with_capacity(24);
+        crate::envelope::encode_retry(&mut out, self);
+        out
     }
 
     /// Decodes `opts`. Arrays longer than 2 (and backoffs longer than 5) are
@@ -271,79 +255,15 @@ impl SpecOptions {
     /// integers of any width and float32/float64 multipliers are accepted.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let len = r.array_len("opts")?;
-        if len < 2 {
-            return Err(DecodeError::WrongLength {
-                what: "opts",
-                expected: "2 or more",
-                found: len,
-            });
-        }
-        let max_attempts = match r.opt_uint("opts.max_attempts")? {
-            None => None,
-            Some(n) => Some(u32::try_from(n).map_err(|_| DecodeError::OutOfRange {
-                what: "opts.max_attempts",
-            })?),
-        };
-        let backoff = if r.nil()? {
-            None
-        } else {
-            Some(decode_backoff(&mut r)?)
-        };
-        for _ in 2..len {
-            r.skip("opts (extra element)", 0)?;
-        }
+        let o = crate::envelope::read_retry(&mut r, "opts")?;
         r.finish("opts")?;
-        Ok(SpecOptions {
-            max_attempts,
-            backoff,
-        })
+        Ok(o)
     }
-}
-
-fn decode_backoff(r: &mut Reader<'_>) -> Result<Backoff, DecodeError> {
-    const WHAT: &str = "opts.backoff";
-    let len = r.array_len(WHAT)?;
-    if len < 5 {
-        return Err(DecodeError::WrongLength {
-            what: WHAT,
-            expected: "5 or more",
-            found: len,
-        });
-    }
-    let kind = match r.str("opts.backoff.kind")? {
-        "fixed" => BackoffKind::Fixed,
-        "exponential" => BackoffKind::Exponential,
-        other => {
-            return Err(DecodeError::UnknownVariant {
-                what: "opts.backoff.kind",
-                found: other.to_owned(),
-            })
-        }
-    };
-    let delay_ms = r.uint("opts.backoff.delay_ms")?;
-    let max_delay_ms = r.opt_uint("opts.backoff.max_delay_ms")?;
-    let multiplier = if r.nil()? {
-        None
-    } else {
-        Some(r.f64("opts.backoff.multiplier")?)
-    };
-    let jitter_ms = r.opt_uint("opts.backoff.jitter_ms")?;
-    for _ in 5..len {
-        r.skip("opts.backoff (extra element)", 0)?;
-    }
-    Ok(Backoff {
-        kind,
-        delay_ms,
-        max_delay_ms,
-        multiplier,
-        jitter_ms,
-    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::msgpack::MAX_SKIP_DEPTH;
+    use crate::msgpack::MAX_SKIP_DEPTH;
     use super::*;
 
     fn hex(bytes: &[u8]) -> String {
@@ -875,20 +795,20 @@ mod tests {
             (
                 "92 cf 00 00 00 01 ff ff ff ff c0",
                 DecodeError::OutOfRange {
-                    what: "opts.max_attempts",
+                    what: "max_attempts",
                 },
             ),
             (
                 "92 c0 95 a6 'linear' 01 c0 c0 c0",
                 DecodeError::UnknownVariant {
-                    what: "opts.backoff.kind",
+                    what: "backoff.kind",
                     found: "linear".into(),
                 },
             ),
             (
                 "92 c0 94 a5 'fixed' 01 c0 c0",
                 DecodeError::WrongLength {
-                    what: "opts.backoff",
+                    what: "backoff",
                     expected: "5 or more",
                     found: 4,
                 },
@@ -896,7 +816,7 @@ mod tests {
             (
                 "92 c0 95 a5 'fixed' 01 c0 01 c0",
                 DecodeError::UnexpectedMarker {
-                    what: "opts.backoff.multiplier",
+                    what: "backoff.multiplier",
                     marker: 0x01,
                     offset: 11,
                 },
@@ -911,7 +831,7 @@ mod tests {
             (
                 "93 c0 c0 dd ff ff ff ff",
                 DecodeError::Truncated {
-                    what: "opts (extra element)",
+                    what: "retry override (extra element)",
                     offset: 8,
                 },
             ),
@@ -927,7 +847,7 @@ mod tests {
         assert_eq!(
             SpecOptions::decode(&deep).unwrap_err(),
             DecodeError::TooDeep {
-                what: "opts (extra element)",
+                what: "retry override (extra element)",
                 max: MAX_SKIP_DEPTH
             }
         );

@@ -1,5 +1,5 @@
-//! A bounds-checked msgpack reader and an infallible writer, for the stored
-//! repeatable values.
+//! A bounds-checked msgpack reader and an infallible writer, for every value
+//! the engine reads from Redis (envelopes, retry overrides, stored specs).
 //!
 //! The reader never panics and never allocates from a length prefix: every
 //! length is checked against the bytes actually present before slicing, and
@@ -9,7 +9,7 @@
 use rmp::encode::{self, ByteBuf, ValueWriteError};
 use rmp::Marker;
 
-use super::RepeatError;
+use crate::repeat::RepeatError;
 
 /// The deepest nesting [`Reader::skip`] walks.
 pub(crate) const MAX_SKIP_DEPTH: usize = 32;
