@@ -88,10 +88,6 @@ impl Writer {
         }
     }
 
-    pub(crate) fn f64(&mut self, v: f64) {
-        infallible(encode::write_f64(&mut self.0, v));
-    }
-
     /// rmp takes lengths as `u32` and would truncate a longer one silently.
     pub(crate) fn str(&mut self, field: &'static str, s: &str) -> Result<(), RepeatError> {
         fits_u32(field, s.len())?;

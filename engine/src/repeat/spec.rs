@@ -263,8 +263,8 @@ impl SpecOptions {
 
 #[cfg(test)]
 mod tests {
-    use crate::msgpack::MAX_SKIP_DEPTH;
     use super::*;
+    use crate::msgpack::MAX_SKIP_DEPTH;
 
     fn hex(bytes: &[u8]) -> String {
         bytes
