@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from codegen import typeexpr
+from codegen import render_node, typeexpr
 from codegen.spec import ApiClass, DataClass, Method, Param, Spec, base_parts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,11 +25,14 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUFF_CONFIG = REPO_ROOT / "ruff.toml"
 
 # templates/<language>/ -> output folder, relative to the repo root
-TARGETS = {"python": Path("bindings/python/python")}
+TARGETS = {"python": Path("bindings/python/python"), "node": Path("bindings/node")}
 
 # Folders holding nothing but generated files: a file there that no template
 # produces is stale and --check reports it.
-GENERATED_DIRS = [Path("bindings/python/python/chasquimq/_generated")]
+GENERATED_DIRS = [
+    Path("bindings/python/python/chasquimq/_generated"),
+    Path("bindings/node/ts/_generated"),
+]
 
 LINE = 88
 
@@ -50,11 +53,13 @@ def generate(spec: Spec, targets: dict[str, Path] | None = None) -> dict[Path, s
             template = env.get_template(template_path.relative_to(TEMPLATES).as_posix())
             try:
                 text = template.render(spec=spec)
-            except jinja2.TemplateError as exc:
+            except (jinja2.TemplateError, render_node.NodeRenderError) as exc:
                 raise RenderError(f"{template_path}: {exc}") from exc
-            outputs[target] = (
-                _format(text, target) if target.suffix in {".py", ".pyi"} else text
-            )
+            if target.suffix in {".py", ".pyi"}:
+                text = _format(text, target)
+            elif target.suffix in {".ts", ".mjs"}:
+                text = render_node.tidy(text)
+            outputs[target] = text
     return outputs
 
 
@@ -118,6 +123,7 @@ def _environment(spec: Spec) -> jinja2.Environment:
         quoted=lambda names: ", ".join(f'"{n}"' for n in names),
         py=typeexpr.to_python,
     )
+    env.globals.update(render_node.environment_globals(spec))
     return env
 
 
@@ -424,5 +430,11 @@ class Imports:
             types = self._types_of(spec.native_functions)
             for native in spec.native_classes:
                 types += self._types_of([native.init, *native.methods])
-            return self._render(self._used(types), spec.native_module, {})
+            extra = defaultdict(set)
+            if spec.native_classes:
+                # pyo3 classes take their arguments in __new__ and cannot be
+                # subclassed: the stub says so, so stubtest can check it.
+                extra["typing"].add("final")
+                extra["typing_extensions"].add("Self")
+            return self._render(self._used(types), spec.native_module, extra)
         raise RenderError(f"unknown import kind {kind!r}")

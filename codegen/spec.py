@@ -58,6 +58,10 @@ class Param:
     engine_default: bool
     rules: list[str]
     doc: str
+    # Node overrides (`node: {name, default, doc}`); None means as above.
+    node_doc: str | None = None
+    node_has_default: bool | None = None
+    node_default: Any = None
 
     @property
     def keyword(self) -> bool:
@@ -98,6 +102,7 @@ class ErrorCode:
     node_name: str
     bases: list[str]
     doc: str
+    node_base: str | None = None  # a builtin JS error class, e.g. "TypeError"
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Method:
     returns_doc: str | None
     raises: list[Raise]
     public: bool = False  # native functions: re-exported by the package
+    node_doc: str | None = None
 
     @property
     def positional(self) -> list[Param]:
@@ -163,6 +169,7 @@ class Field:
     repr: bool
     compare: bool
     doc: str
+    node_doc: str | None = None
 
     @property
     def py_type(self) -> str:
@@ -196,6 +203,10 @@ class DataClass:
     properties: list[Property]
     methods: list[Method]
     factories: list[Method]
+    node_base: str | None = (
+        None  # "module.Class", module relative to the TS source root
+    )
+    node_doc: str | None = None
 
 
 @dataclass
@@ -204,6 +215,7 @@ class Alias:
     node_name: str
     type: Type
     doc: str
+    node_doc: str | None = None
 
     @property
     def py_type(self) -> str:
@@ -221,6 +233,10 @@ class ApiClass:
     init: Method
     properties: list[Property]
     methods: list[Method]
+    node_base: str | None = (
+        None  # "module.Class", module relative to the TS source root
+    )
+    node_doc: str | None = None
 
 
 @dataclass
@@ -353,6 +369,7 @@ class _Builder:
                 err.get("node_name", err["name"]),
                 err.get("python", {}).get("bases", []),
                 err["doc"],
+                err.get("node", {}).get("base"),
             )
             self.errors_by_code[error.code] = error
             errors.append(error)
@@ -395,6 +412,7 @@ class _Builder:
                 a.get("node_name", a["name"]),
                 self._type(a["type"], f"aliases[{a['name']}].type"),
                 a["doc"],
+                a.get("node", {}).get("doc"),
             )
             for a in raw.get("aliases", [])
         ]
@@ -455,9 +473,12 @@ class _Builder:
 
     def _param(self, raw: dict[str, Any], where: str) -> Param:
         rules = raw.get("validate", [])
+        node = raw.get("node", {})
+        if "node_name" in raw and "name" in node:
+            raise self.fail(where, "give node_name or node.name, not both")
         param = Param(
             name=raw["name"],
-            node_name=raw.get("node_name", camel(raw["name"])),
+            node_name=node.get("name", raw.get("node_name", camel(raw["name"]))),
             kind=raw.get("kind", "positional"),
             type=self._type(raw["type"], f"{where}.type"),
             has_default="default" in raw,
@@ -465,7 +486,15 @@ class _Builder:
             engine_default=raw.get("engine_default", False),
             rules=[rules] if isinstance(rules, str) else list(rules),
             doc=raw.get("doc", ""),
+            node_doc=node.get("doc"),
+            node_has_default=("default" in node) if node else None,
+            node_default=node.get("default"),
         )
+        if node and "default" in node and "default" not in raw:
+            raise self.fail(
+                f"{where}.node.default",
+                "a Node default needs a default in every language (set `default`)",
+            )
         if param.engine_default:
             if param.default is None:
                 raise self.fail(
@@ -579,6 +608,7 @@ class _Builder:
             returns=returns,
             returns_doc=returns_raw.get("doc"),
             raises=self._raises(raw.get("raises", []), where),
+            node_doc=raw.get("node", {}).get("doc"),
         )
         if not native:
             for p in params:
@@ -613,6 +643,7 @@ class _Builder:
                 f.get("repr", True),
                 f.get("compare", True),
                 f["doc"],
+                f.get("node", {}).get("doc"),
             )
             if (
                 fld.has_default
@@ -669,6 +700,8 @@ class _Builder:
             properties=properties,
             methods=methods,
             factories=factories,
+            node_base=raw.get("node", {}).get("base"),
+            node_doc=raw.get("node", {}).get("doc"),
         )
 
     def _class(self, raw: dict[str, Any]) -> ApiClass:
@@ -714,4 +747,6 @@ class _Builder:
             init=init,
             properties=properties,
             methods=methods,
+            node_base=raw.get("node", {}).get("base"),
+            node_doc=raw.get("node", {}).get("doc"),
         )

@@ -186,3 +186,69 @@ def with_none(node: Type) -> Type:
         return node
     items = node.items if isinstance(node, Union) else (node,)
     return Union((*items, Name("None")))
+
+
+# TypeScript renderings of the builtins. A duration (`timedelta`) is a number
+# of milliseconds in Node, and bytes are a Buffer (any Uint8Array on input).
+_TS_NAMES = {
+    "str": "string",
+    "int": "number",
+    "float": "number",
+    "bool": "boolean",
+    "bytes": "Buffer",
+    "None": "null",
+    "Any": "any",
+    "datetime": "Date",
+    "timedelta": "number",
+}
+
+
+def to_ts(node: Type, rename: dict[str, str] | None = None) -> str:
+    """Render `node` as a TypeScript type; `rename` maps spec names to Node names."""
+    rename = rename or {}
+    if isinstance(node, Union):
+        parts: list[str] = []
+        for item in node.items:
+            text = to_ts(item, rename)
+            if text == "any":
+                return "any"
+            if text not in parts:
+                parts.append(text)
+        return " | ".join(parts)
+    if isinstance(node, Name):
+        args = node.args or ()
+        if node.name in _TS_NAMES:
+            return _TS_NAMES[node.name]
+        if node.name == "dict":
+            return f"Record<{to_ts(args[0], rename)}, {to_ts(args[1], rename)}>"
+        if node.name == "list":
+            return f"Array<{to_ts(args[0], rename)}>"
+        if node.name == "Sequence":
+            return f"ReadonlyArray<{to_ts(args[0], rename)}>"
+        if node.name == "tuple":
+            if not args:
+                return "Array<any>"
+            if len(args) == 2 and isinstance(args[1], Ellipsis_):
+                return f"Array<{to_ts(args[0], rename)}>"
+            return "[" + ", ".join(to_ts(a, rename) for a in args) + "]"
+        if node.name == "Awaitable":
+            inner = to_ts(args[0], rename)
+            return "any" if inner == "any" else f"{inner} | PromiseLike<{inner}>"
+        if node.name == "Callable":
+            params, result = args
+            items = params.items if isinstance(params, TypeList) else ()
+            names = [_arg_name(item, i) for i, item in enumerate(items)]
+            listed = ", ".join(
+                f"{n}: {to_ts(item, rename)}"
+                for n, item in zip(names, items, strict=True)
+            )
+            return f"({listed}) => {to_ts(result, rename)}"
+        return rename.get(node.name, node.name)
+    raise TypeSyntaxError(f"cannot render {node!r} in TypeScript")
+
+
+def _arg_name(node: Type, index: int) -> str:
+    """A readable parameter name for a Callable argument: `Job` -> `job`."""
+    if isinstance(node, Name) and node.name[:1].isupper() and node.args is None:
+        return node.name[:1].lower() + node.name[1:]
+    return f"arg{index}"

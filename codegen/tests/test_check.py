@@ -1,7 +1,8 @@
 """`python -m codegen --check` on the repository and on a temporary copy of it.
 
-The copy holds what the generator reads and writes (codegen/, spec/, ruff.toml
-and the Python package); the real tree is never modified.
+The copy holds what the generator reads and writes (codegen/, spec/, ruff.toml,
+the Python package and the Node package's TypeScript); the real tree is never
+modified.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = Path("bindings/python/python/chasquimq")
+NODE_GENERATED = Path("bindings/node/ts")
 
 
 def _codegen(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,9 +33,10 @@ def _codegen(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.so")
-    for name in ("codegen", "spec", "bindings/python/python"):
+    for name in ("codegen", "spec", "bindings/python/python", "bindings/node/ts"):
         shutil.copytree(REPO / name, root / name, ignore=ignore)
     shutil.copy(REPO / "ruff.toml", root / "ruff.toml")
+    shutil.copy(REPO / "bindings/node/index.mjs", root / "bindings/node/index.mjs")
     return root
 
 
@@ -70,6 +73,24 @@ def test_check_reports_missing_and_stale_files(tree: Path) -> None:
     assert "_generated/old.py (stale" in done.stderr
     stale.unlink()
     assert _codegen(tree).returncode == 0
+    assert _codegen(tree, "--check").returncode == 0
+
+
+def test_check_covers_the_node_surface(tree: Path) -> None:
+    edited = tree / NODE_GENERATED / "_generated" / "api.ts"
+    original = edited.read_text(encoding="utf-8")
+    edited.write_text(original.replace("return this._add(", "return this._add2("))
+    stale = tree / NODE_GENERATED / "_generated" / "old.ts"
+    stale.write_text("export {};\n")
+    (tree / "bindings/node/index.mjs").unlink()
+    done = _codegen(tree, "--check")
+    assert done.returncode == 1
+    assert "bindings/node/ts/_generated/api.ts (differs)" in done.stderr
+    assert "bindings/node/ts/_generated/old.ts (stale" in done.stderr
+    assert "bindings/node/index.mjs (missing)" in done.stderr
+    stale.unlink()
+    assert _codegen(tree).returncode == 0
+    assert edited.read_text(encoding="utf-8") == original
     assert _codegen(tree, "--check").returncode == 0
 
 

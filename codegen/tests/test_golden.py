@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from codegen import SpecError, generate, load
+from codegen import RenderError, SpecError, generate, load
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REPO = GOLDEN.parents[2]
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "spec.yaml").exists())
-# Outputs of the `python` templates land under expected/python/.
-TARGETS = {"python": Path("python")}
+# Outputs of the `python` and `node` templates land under expected/<language>/.
+TARGETS = {"python": Path("python"), "node": Path("node")}
 
 
 def _load(case: str):
@@ -33,8 +33,10 @@ def test_golden(case: str) -> None:
     folder = GOLDEN / case
     error_file = folder / "expected_error.txt"
     if error_file.exists():
-        with pytest.raises(SpecError) as info:
-            _load(case)
+        # An invalid spec fails to load; a spec missing what one language
+        # needs fails to render.
+        with pytest.raises((SpecError, RenderError)) as info:
+            generate(_load(case), TARGETS)
         for line in error_file.read_text(encoding="utf-8").splitlines():
             assert line in str(info.value)
         return

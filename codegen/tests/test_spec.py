@@ -150,7 +150,11 @@ def test_real_spec_model() -> None:
     assert params["read_block_ms"].py_default == "None"
     assert params["shutdown_timeout_ms"].py_default == "30000"
     assert params["queue_name"].node_name == "queueName"
-    assert [c.name for c in spec.native_classes] == ["Producer", "Consumer", "Scheduler"]
+    assert [c.name for c in spec.native_classes] == [
+        "Producer",
+        "Consumer",
+        "Scheduler",
+    ]
     assert spec.public_native == ["Producer", "Consumer", "Scheduler", "version"]
     text = contract(spec)
     assert (
@@ -158,3 +162,49 @@ def test_real_spec_model() -> None:
         in text
     )
     assert "def _cron(cls, expression: str, *, tz: str | None) -> Self: ..." in text
+
+
+@pytest.mark.parametrize(
+    ("text", "ts"),
+    [
+        ("int | float | datetime", "number | Date"),
+        ("Callable[[Job], Awaitable[Any]]", "(job: Job) => any"),
+        ("list[tuple[str, int]] | None", "Array<[string, number]> | null"),
+        ("dict[str, Any]", "Record<string, any>"),
+        ("Sequence[str]", "ReadonlyArray<string>"),
+        ("tuple[bytes, ...]", "Array<Buffer>"),
+        ("timedelta | None", "number | null"),
+        ("Awaitable[int]", "number | PromiseLike<number>"),
+    ],
+)
+def test_type_grammar_in_typescript(text: str, ts: str) -> None:
+    assert typeexpr.to_ts(typeexpr.parse(text, {"Job"})) == ts
+
+
+def test_node_overrides_and_names() -> None:
+    spec = load(REPO / "spec" / "api.yaml", "spec/api.yaml")
+    job = next(d for d in spec.dataclasses if d.name == "Job")
+    timeout = job.methods[0].params[0]
+    assert (timeout.node_name, timeout.node_default) == ("timeoutMs", 30000)
+    assert job.node_base == "job.JobBase"
+    errors = {e.code: e for e in spec.errors}
+    assert errors["invalid_argument"].node_base == "RangeError"
+    assert errors["closed"].node_base is None
+
+
+def test_node_name_given_twice(tmp_path: Path) -> None:
+    def edit(r: dict) -> None:
+        _method(r)["params"][0].update(node_name="a", node={"name": "b"})
+
+    with pytest.raises(SpecError, match=r"give node_name or node\.name, not both"):
+        _load_with(tmp_path, edit)
+
+
+def test_node_text() -> None:
+    from codegen.render_node import node_text
+
+    assert node_text("None means `max_attempts`; a dict of str") == (
+        "null means `maxAttempts`; an object of string"
+    )
+    assert node_text("see Queue.get_job_result") == "see Queue.getJobResult"
+    assert node_text("redis://user:pass@h/0") == "redis://user:pass@h/0"

@@ -6,15 +6,20 @@ Use the public classes of chasquimq instead; the re-exported names
 are for callers with a measured reason to bypass them.
 """
 
+from typing import final
+
+from typing_extensions import Self
+
 def version() -> str:
     """The version."""
 
 def internal(x: bytes) -> tuple[int, ...]: ...
 
+@final
 class Engine:
     """The engine."""
 
-    def __init__(self, url: str, *, size: int = 2) -> None: ...
+    def __new__(cls, url: str, *, size: int = 2) -> Self: ...
     async def run(self, items: list[tuple[str, bytes]]) -> list[int] | None:
         """Returns ids; None once closed."""
     def stop(self) -> None: ...
