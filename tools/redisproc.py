@@ -31,19 +31,34 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisProcess:
-    """A redis-server child process (`--save '' --appendonly no` by default)."""
+def listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True once something accepts TCP connections (a TLS port cannot PING)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
-    def __init__(self, extra_args: Sequence[str] = (), port: int | None = None) -> None:
+
+class RedisProcess:
+    """A redis-server child process (`--save '' --appendonly no` by default).
+
+    With `tls=True` the server listens only on a TLS port (`self.port`); pass
+    the certificate options (`--tls-cert-file` ...) in `extra_args`."""
+
+    def __init__(
+        self, extra_args: Sequence[str] = (), port: int | None = None, tls: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
+        self.tls = tls
         self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="chasqui-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> RedisProcess:
         exe = shutil.which("redis-server")
@@ -51,7 +66,12 @@ class RedisProcess:
             raise RuntimeError(
                 "redis-server is not on PATH; install it (apt-get install redis-server)"
             )
-        args = [exe, "--port", str(self.port), "--bind", self.host, "--dir", self.dir]
+        if self.tls:
+            args = [exe, "--port", "0", "--tls-port", str(self.port)]
+        else:
+            args = [exe, "--port", str(self.port)]
+        args += ["--bind", self.host, "--dir", self.dir]
+        ready = listening if self.tls else ping
         if not any(a == "--appendonly" for a in self.extra_args):
             args += ["--save", "", "--appendonly", "no"]
         args += self.extra_args
@@ -63,7 +83,7 @@ class RedisProcess:
                 raise RuntimeError(
                     f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log"
                 )
-            if ping(self.host, self.port):
+            if ready(self.host, self.port):
                 return self
             time.sleep(0.02)
         self.stop()
