@@ -10,9 +10,18 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bound for one non-blocking command, including reconnect waits.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between two reconnect attempts (exponential from 50 ms):
+/// a live client is back at most this long after Redis is.
+pub const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(2_000);
 
 /// Parses a Redis URL into a fred config. Messages never echo the URL (it
 /// may carry a password).
+///
+/// Schemes: `redis://` (plain), `rediss://` (TLS), `redis-cluster://` and
+/// `rediss-cluster://` (Redis Cluster; more seed nodes as `?node=host:port`,
+/// repeated), and the `valkey*` spellings of each. ChasquiMQ reads and
+/// removes the query parameters `tls_ca_file`, `tls_cert_file` and
+/// `tls_key_file` (PEM files, TLS schemes only); fred parses the rest.
 pub fn parse_url(url: &str) -> Result<Config> {
     const SCHEMES: [&str; 12] = [
         "redis",
@@ -38,12 +47,55 @@ pub fn parse_url(url: &str) -> Result<Config> {
             "must start with redis://, rediss:// (TLS), redis-cluster:// or redis-sentinel://",
         ));
     }
-    Config::from_url(url).map_err(|_| {
+    let unparsable = || {
         Error::invalid_argument(
             "redis_url",
-            "is not a valid Redis URL; use redis://[user:password@]host[:port][/db], rediss://... for TLS, or redis-cluster://host:port",
+            "is not a valid Redis URL; use redis://[user:password@]host[:port][/db], rediss://... for TLS, or redis-cluster://host:port[?node=host:port]",
         )
-    })
+    };
+    let mut parsed = url::Url::parse(url).map_err(|_| unparsable())?;
+    let mut files = crate::tls::TlsFiles::default();
+    let mut rest: Vec<(String, String)> = Vec::new();
+    for (k, v) in parsed.query_pairs() {
+        if k.starts_with("tls_") {
+            if !files.set(&k, v.into_owned()) {
+                return Err(Error::invalid_argument(
+                    "redis_url",
+                    format!(
+                        "unknown query parameter {k:?}; the TLS parameters are {}",
+                        crate::tls::PARAMS.join(", ")
+                    ),
+                ));
+            }
+        } else {
+            rest.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    let tls = scheme.starts_with("rediss") || scheme.starts_with("valkeys");
+    if !tls && !files.is_empty() {
+        return Err(Error::invalid_argument(
+            "redis_url",
+            "tls_ca_file, tls_cert_file and tls_key_file need a TLS URL: use rediss:// (or rediss-cluster://)",
+        ));
+    }
+    if tls {
+        // fred would build its own rustls config (system roots, no client
+        // certificate); hand it the plain scheme and set ours below.
+        let plain = scheme
+            .replacen("rediss", "redis", 1)
+            .replacen("valkeys", "valkey", 1);
+        parsed.set_scheme(&plain).map_err(|_| unparsable())?;
+    }
+    let mut config = Config::from_url(parsed.as_str()).map_err(|_| unparsable())?;
+    if tls {
+        config.tls = Some(crate::tls::config(&files)?);
+    }
+    Ok(config)
 }
 
 /// Connects one client, failing with a typed error within `CONNECT_TIMEOUT`.
@@ -60,25 +112,48 @@ pub async fn connect(url: &str, command_timeout: Option<Duration>) -> Result<Cli
         .with_performance_config(|p| {
             p.default_command_timeout = command_timeout.unwrap_or(Duration::ZERO);
         })
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+        .set_policy(ReconnectPolicy::new_exponential(
+            0,
+            50,
+            RECONNECT_MAX_DELAY.as_millis() as u32,
+            2,
+        ))
         .build()
         .map_err(Error::from)?;
-    let handle = client.connect();
-    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, client.wait_for_connect()).await;
+    // `init` subscribes to the first connection result before it connects.
+    // (`connect` + `wait_for_connect` races: a failure broadcast before the
+    // wait subscribes is missed, and a refused password then looks like a
+    // 5 s timeout.) fred fails an attempt after `connection_timeout` /
+    // `internal_command_timeout`; the outer bound is a safety net.
+    let outcome =
+        tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), client.init()).await;
     let failure = match outcome {
-        Ok(Ok(())) => None,
+        // The handle only observes the connection task; dropping it detaches.
+        Ok(Ok(_task)) => None,
+        // `init` already stopped the connection task.
         Ok(Err(e)) => Some(Error::from(e)),
-        Err(_) => Some(Error::Connection(format!(
-            "no connection within {} s; is Redis running at the configured address?",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
+        Err(_) => {
+            // Still retrying: stop the reconnect loop in the background.
+            let c = client.clone();
+            crate::runtime::spawn_detached(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
+            });
+            Some(Error::Connection(format!(
+                "no connection within {} s; is Redis running at the configured address?",
+                CONNECT_TIMEOUT.as_secs()
+            )))
+        }
     };
     if let Some(e) = failure {
-        handle.abort();
         return Err(match e {
             Error::Auth(m) => Error::Auth(m),
             Error::InvalidArgument { field, message } => Error::InvalidArgument { field, message },
             Error::Redis(m) if m.to_ascii_uppercase().contains("AUTH") => Error::Auth(m),
+            // The credentials were accepted but the ACL user may not run a
+            // command the client needs to set up a connection.
+            Error::Redis(m) if m.starts_with("NOPERM") => Error::Auth(format!(
+                "{m} (the ACL user needs the commands listed in ChasquiMQ's docs/security.md)"
+            )),
             // Already a connection error: keep its message (no doubled prefix).
             Error::Connection(m) => Error::Connection(m),
             other => Error::Connection(other.to_string()),
@@ -98,6 +173,8 @@ pub struct Features {
 /// strings, so forks such as Valkey are judged by what they implement.
 pub async fn detect_features(client: &Client) -> Result<Features> {
     let v: Value = client
+        // In a cluster this goes to the node of slot("INFO") (fred hashes the
+        // first string argument); any node can answer.
         .custom(fred::cmd!("COMMAND"), vec!["INFO", "XACKDEL"])
         .await?;
     let xackdel = match v {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -216,6 +216,9 @@ impl Outbox {
     }
 }
 
+/// How long `active`/`drained` events wait for outcomes to share a flush.
+const EVENT_COALESCE: Duration = Duration::from_millis(2);
+
 /// Longest failure reason kept in events and the DLQ.
 const MAX_REASON_BYTES: usize = 1024;
 
@@ -239,6 +242,10 @@ pub(crate) struct Inner {
     features: Features,
     slots: Arc<Semaphore>,
     inflight: Mutex<HashMap<u64, InFlight>>,
+    /// Stream ids whose outcome is settled but not yet flushed (stream id ->
+    /// last lease extension). Their leases are still extended and the
+    /// claimer never takes them back: the writer's flush acks them.
+    settling: Mutex<HashMap<String, Instant>>,
     next_token: AtomicU64,
     outbox: Mutex<Outbox>,
     outbox_notify: Notify,
@@ -247,7 +254,7 @@ pub(crate) struct Inner {
     /// Stops the writer after a final flush, and the background tasks.
     pub(crate) stop_all: CancellationToken,
     settle: Script,
-    batches: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<Delivery>>>,
+    pub(crate) handoff: crate::handoff::Handoff,
     closed: AtomicBool,
     reader_exited: AtomicBool,
 }
@@ -287,7 +294,6 @@ impl Consumer {
             .consumer_id
             .clone()
             .unwrap_or_else(|| format!("chasqui-{}-{}", std::process::id(), ulid::Ulid::new()));
-        let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             slots: Arc::new(Semaphore::new(cfg.concurrency)),
             keys,
@@ -296,23 +302,24 @@ impl Consumer {
             writer,
             features,
             inflight: Mutex::new(HashMap::new()),
+            settling: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             outbox: Mutex::new(Outbox::default()),
             outbox_notify: Notify::new(),
             stop_reading: CancellationToken::new(),
             stop_all: CancellationToken::new(),
             settle: Script::new(scripts::SETTLE),
-            batches: tokio::sync::Mutex::new(rx),
+            handoff: crate::handoff::Handoff::new(2),
             closed: AtomicBool::new(false),
             reader_exited: AtomicBool::new(false),
             cfg,
         });
         let reader_tasks = vec![
-            tokio::spawn(reader_loop(inner.clone(), tx.clone())),
-            tokio::spawn(claimer_loop(inner.clone(), tx)),
+            tokio::spawn(reader_loop(inner.clone())),
+            tokio::spawn(claimer_loop(inner.clone())),
         ];
         let writer_task = tokio::spawn(writer_loop(inner.clone()));
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(lease_loop(inner.clone()))];
         if inner.cfg.delayed_enabled {
             tasks.push(tokio::spawn(promoter::run(
                 inner.writer.clone(),
@@ -355,12 +362,19 @@ impl Consumer {
     /// The next batch of jobs, merging every batch already waiting. `None`
     /// once reading stopped and everything read was handed out.
     pub async fn next_batch(&self) -> Option<Vec<Delivery>> {
-        let mut rx = self.inner.batches.lock().await;
-        let mut batch = rx.recv().await?;
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
-        Some(batch)
+        self.inner.handoff.next().await
+    }
+
+    /// Every job waiting now without waiting: `Some(empty)` arms the waker
+    /// (see `set_waker`), `None` once stopped and drained.
+    pub fn poll_batch(&self) -> Option<Vec<Delivery>> {
+        self.inner.handoff.poll()
+    }
+
+    /// Called (from an engine thread) when `poll_batch` found nothing and a
+    /// batch, or the end, arrived since.
+    pub fn set_waker(&self, waker: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        self.inner.handoff.set_waker(waker);
     }
 
     /// Records outcomes; the writer settles them in its next flush.
@@ -452,6 +466,29 @@ impl Consumer {
 impl Inner {
     fn reader_done(&self) -> bool {
         self.reader_exited.load(Ordering::Acquire)
+    }
+
+    /// The batch's entries are acked (or its flush was given up): they are
+    /// no longer this worker's to extend or to keep from the claimer.
+    fn unmark_settling(&self, batch: &Outbox) {
+        let mut settling = self.settling.lock().unwrap();
+        for id in batch
+            .ok
+            .iter()
+            .map(|r| &r.stream_id)
+            .chain(batch.retry.iter().map(|r| &r.stream_id))
+            .chain(batch.dlq.iter().map(|r| &r.stream_id))
+        {
+            settling.remove(id);
+        }
+    }
+
+    fn mark_settling<'a>(&self, ids: impl Iterator<Item = &'a String>) {
+        let now = Instant::now();
+        let mut settling = self.settling.lock().unwrap();
+        for id in ids {
+            settling.insert(id.clone(), now);
+        }
     }
 
     fn push<F: FnOnce(&mut Outbox)>(&self, f: F) {
@@ -557,6 +594,14 @@ impl Inner {
                     }
                 }
             }
+            // Still under the inflight lock, so the claimer always sees each
+            // entry in one of the two maps (see `recover`).
+            self.mark_settling(
+                ok.iter()
+                    .map(|r| &r.stream_id)
+                    .chain(retry.iter().map(|r| &r.stream_id))
+                    .chain(dlq.iter().map(|r| &r.stream_id)),
+            );
         }
         if released > 0 {
             self.slots.add_permits(released);
@@ -723,6 +768,7 @@ impl Inner {
                 created_at_ms: env.created_at_ms,
             });
         }
+        self.mark_settling(dlq.iter().map(|r| &r.stream_id));
         drop(inflight);
         if !dlq.is_empty() || !active.is_empty() {
             self.push(|ob| {
@@ -811,7 +857,7 @@ impl Inner {
         let pending: std::result::Result<Value, _> = self
             .writer
             .custom(
-                fred::cmd!("XPENDING"),
+                fred::cmd!("XPENDING", hash: self.keys.cluster_hash()),
                 vec![
                     self.keys.stream.as_str(),
                     self.cfg.group.as_str(),
@@ -827,7 +873,9 @@ impl Inner {
                 let _: std::result::Result<Value, _> = self
                     .writer
                     .custom(
-                        fred::cmd!("XGROUP"),
+                        // Routed by the queue's slot: by default fred hashes
+                        // "DELCONSUMER", the first string argument.
+                        fred::cmd!("XGROUP", hash: self.keys.cluster_hash()),
                         vec![
                             "DELCONSUMER",
                             self.keys.stream.as_str(),
@@ -861,7 +909,7 @@ async fn take_slots(inner: &Inner, max: usize) -> Option<usize> {
     Some(n)
 }
 
-async fn reader_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>) {
+async fn reader_loop(inner: Arc<Inner>) {
     let mut had_work = false;
     let mut failures = 0u32;
     let read_timeout = Duration::from_millis(inner.cfg.read_block_ms) + Duration::from_secs(10);
@@ -933,52 +981,90 @@ async fn reader_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>
             had_work = false;
             inner.push(|ob| ob.drained = true);
         }
-        if !batch.is_empty() && tx.send(batch).is_err() {
-            break;
-        }
+        inner.handoff.push(batch);
     }
     inner.reader_exited.store(true, Ordering::Release);
+    inner.handoff.feeder_done();
 }
 
-/// Crash recovery and lease extension.
-async fn claimer_loop(inner: Arc<Inner>, tx: mpsc::UnboundedSender<Vec<Delivery>>) {
+/// Crash recovery (lease extension runs in `lease_loop`).
+async fn claimer_loop(inner: Arc<Inner>) {
     let idle = inner.cfg.claim_min_idle_ms;
     let period = Duration::from_millis((idle / 3).clamp(50, 5_000));
+    // After this worker lost Redis (a restart, a network cut), every pending
+    // entry looks idle, those of live workers too: their lease extensions
+    // and acks could not get through either. Claim nothing until
+    // `claim_min_idle_ms` plus the longest reconnect delay after our own
+    // reconnect (or the last failed pass): by then every live worker is
+    // back, has re-extended its leases and flushed its acks. Commands wait
+    // for the reconnect instead of failing, so the reconnect is learnt from
+    // the client's reconnect events.
+    let quiet = Duration::from_millis(idle) + conn::RECONNECT_MAX_DELAY;
+    let mut quiet_until: Option<Instant> = None;
+    let mut reconnects = inner.writer.reconnect_rx();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {},
             _ = inner.stop_reading.cancelled() => break,
         }
+        if reconnected(&mut reconnects) {
+            tracing::info!("reconnected to Redis; claiming nothing for claim_min_idle_ms");
+            quiet_until = Some(Instant::now() + quiet);
+        }
+        if quiet_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
+        match recover(&inner, &mut reconnects).await {
+            Ok(batch) => inner.handoff.push(batch),
+            Err(e) => {
+                tracing::warn!(error = %e, "crash recovery pass failed");
+                quiet_until = Some(Instant::now() + quiet);
+            }
+        }
+    }
+    inner.handoff.feeder_done();
+}
+
+/// Lease extension, in its own task so that it never waits behind a
+/// recovery pass, and running until the final flush (`stop_all`), so that
+/// handlers still finishing during a graceful shutdown keep their leases.
+async fn lease_loop(inner: Arc<Inner>) {
+    let period = Duration::from_millis((inner.cfg.claim_min_idle_ms / 3).clamp(50, 5_000));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {},
+            _ = inner.stop_all.cancelled() => break,
+        }
         if let Err(e) = extend_leases(&inner).await {
             tracing::warn!(error = %e, "lease extension failed");
-        }
-        match recover(&inner).await {
-            Ok(batch) => {
-                if !batch.is_empty() && tx.send(batch).is_err() {
-                    break;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "crash recovery pass failed"),
         }
     }
 }
 
-/// Resets the idle time of entries whose handlers are still running, so
-/// that other workers do not claim a slow job while this worker is alive.
+/// Resets the idle time of entries whose handlers are still running, or
+/// whose outcome waits for the writer's flush, so that other workers do not
+/// claim them while this worker is alive. A lease counts as extended only
+/// once Redis took the XCLAIM.
 async fn extend_leases(inner: &Inner) -> Result<()> {
     let threshold = Duration::from_millis(inner.cfg.claim_min_idle_ms / 3);
     let now = Instant::now();
-    let ids: Vec<String> = {
-        let mut inflight = inner.inflight.lock().unwrap();
-        inflight
-            .values_mut()
-            .filter(|j| now.duration_since(j.leased_at) >= threshold)
-            .map(|j| {
-                j.leased_at = now;
-                j.stream_id.clone()
-            })
-            .collect()
-    };
+    let mut ids: Vec<String> = inner
+        .inflight
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|j| now.duration_since(j.leased_at) >= threshold)
+        .map(|j| j.stream_id.clone())
+        .collect();
+    ids.extend(
+        inner
+            .settling
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= threshold)
+            .map(|(id, _)| id.clone()),
+    );
     for chunk in ids.chunks(500) {
         let mut args: Vec<Value> = vec![
             inner.keys.stream.as_str().into(),
@@ -989,17 +1075,96 @@ async fn extend_leases(inner: &Inner) -> Result<()> {
         args.extend(chunk.iter().map(|s| Value::from(s.as_str())));
         args.push("JUSTID".into());
         let _: Value = inner.writer.custom(fred::cmd!("XCLAIM"), args).await?;
+        let extended: std::collections::HashSet<&str> = chunk.iter().map(String::as_str).collect();
+        for j in inner.inflight.lock().unwrap().values_mut() {
+            if extended.contains(j.stream_id.as_str()) {
+                j.leased_at = now;
+            }
+        }
+        for (id, t) in inner.settling.lock().unwrap().iter_mut() {
+            if extended.contains(id.as_str()) {
+                *t = now;
+            }
+        }
     }
     Ok(())
 }
 
-/// Claims entries idle longer than `claim_min_idle_ms` (their worker died)
-/// and admits them with their delivery counts.
-async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
-    let free = inner.slots.available_permits().min(inner.cfg.read_count);
-    if free == 0 {
-        return Ok(Vec::new());
+/// True when the client reconnected since the last call (drains the
+/// events). fred announces a reconnect before it writes anything on the new
+/// connection, so a reply read after this returned false came from before
+/// any reconnect that happened since.
+fn reconnected(rx: &mut tokio::sync::broadcast::Receiver<fred::types::config::Server>) -> bool {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut any = false;
+    while !matches!(
+        rx.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {
+        any = true;
     }
+    any
+}
+
+/// Takes concurrency slots for recovered entries (up to `want`, at least
+/// one), waiting a bounded time; returns how many it took. When the worker
+/// is idle its reader holds every free slot while it blocks on the empty
+/// stream, so waiting alone could take a whole `read_block_ms`: this queues
+/// for the slots first (the semaphore serves waiters in order, so the
+/// reader cannot take them back) and then releases the reader's blocked
+/// read, which returns its slots. It asks for no more slots than handlers
+/// leave free, so that a busy worker waits for one handler, not for all.
+async fn wait_for_slots(inner: &Inner, want: usize) -> usize {
+    let busy = inner.inflight.lock().unwrap().len();
+    let n = want
+        .min(inner.cfg.concurrency.saturating_sub(busy))
+        .clamp(1, u32::MAX as usize);
+    let max_wait = Duration::from_millis(inner.cfg.read_block_ms.max(100) + 1_000);
+    let acquire = inner.slots.acquire_many(n as u32);
+    tokio::pin!(acquire);
+    let deadline = tokio::time::sleep(max_wait);
+    tokio::pin!(deadline);
+    // An unblock that arrives while the reader is between two reads does
+    // nothing, so nudge until the slot comes.
+    let mut nudge = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            biased;
+            p = &mut acquire => {
+                return match p {
+                    Ok(p) => {
+                        p.forget();
+                        n
+                    }
+                    Err(_) => 0,
+                };
+            }
+            _ = &mut deadline => return 0,
+            _ = inner.stop_reading.cancelled() => return 0,
+            _ = nudge.tick() => {
+                let _ = inner
+                    .reader
+                    .unblock_self(Some(ClientUnblockFlag::Timeout))
+                    .await;
+            }
+        }
+    }
+}
+
+fn reconnected_mid_pass() -> Error {
+    Error::Connection(
+        "reconnected to Redis during a recovery pass; claiming nothing for now".into(),
+    )
+}
+
+/// Claims entries idle longer than `claim_min_idle_ms` (their worker died)
+/// and admits them with their delivery counts. A command queued while the
+/// connection was down runs after the reconnect, when the entries of live
+/// workers look idle too: a pass that straddled a reconnect claims nothing.
+async fn recover(
+    inner: &Inner,
+    reconnects: &mut tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+) -> Result<Vec<Delivery>> {
     let idle = inner.cfg.claim_min_idle_ms as i64;
     let pending: Value = inner
         .writer
@@ -1012,20 +1177,27 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
                 Value::from(idle),
                 Value::from("-"),
                 Value::from("+"),
-                Value::from(free as i64),
+                Value::from(inner.cfg.read_count as i64),
             ],
         )
         .await?;
+    if reconnected(reconnects) {
+        return Err(reconnected_mid_pass());
+    }
     let Value::Array(rows) = pending else {
         return Ok(Vec::new());
     };
-    let mine: std::collections::HashSet<String> = inner
+    // Running here, or settled and waiting for the writer: not to be claimed
+    // back. The inflight map is read first: `settle_outcomes` moves an entry
+    // into `settling` while it holds the inflight lock.
+    let mut mine: std::collections::HashSet<String> = inner
         .inflight
         .lock()
         .unwrap()
         .values()
         .map(|j| j.stream_id.clone())
         .collect();
+    mine.extend(inner.settling.lock().unwrap().keys().cloned());
     let mut counts: HashMap<String, u64> = HashMap::new();
     for row in rows {
         if let Value::Array(cols) = row {
@@ -1052,7 +1224,10 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
         }
     }
     if permits == 0 {
-        return Ok(Vec::new());
+        permits = wait_for_slots(inner, counts.len()).await;
+        if permits == 0 {
+            return Ok(Vec::new());
+        }
     }
     let ids: Vec<String> = counts.keys().take(permits).cloned().collect();
     let mut args: Vec<Value> = vec![
@@ -1065,6 +1240,14 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
     let claimed: std::result::Result<Value, _> =
         inner.writer.custom(fred::cmd!("XCLAIM"), args).await;
     let claimed = match claimed {
+        Ok(v) if reconnected(reconnects) => {
+            // Claimed from workers that may be alive: leave them be (their
+            // owner's next lease extension takes them back; if it is dead,
+            // a later pass claims them again).
+            drop(v);
+            inner.slots.add_permits(permits);
+            return Err(reconnected_mid_pass());
+        }
         Ok(v) => v,
         Err(e) => {
             inner.slots.add_permits(permits);
@@ -1090,11 +1273,29 @@ async fn recover(inner: &Inner) -> Result<Vec<Delivery>> {
     Ok(batch)
 }
 
+/// A server that is up but cannot serve yet (loading its data after a
+/// restart, running a slow script, failing over): worth retrying however
+/// long it takes, like a dropped connection.
+fn server_busy(e: &Error) -> bool {
+    const BUSY: [&str; 5] = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
+    matches!(e, Error::Redis(m) if BUSY.iter().any(|p| m.starts_with(p)))
+}
+
 async fn writer_loop(inner: Arc<Inner>) {
     let mut failures = 0u32;
     let mut pending: Option<Outbox> = None;
     loop {
         if pending.is_none() {
+            // Events alone (`active`, `drained`) wait a moment for the
+            // outcomes that usually follow, so that both ride one script
+            // call; a slow handler delays its `active` event by at most this.
+            let only_events = {
+                let ob = inner.outbox.lock().unwrap();
+                !ob.is_empty() && ob.ok.is_empty() && ob.retry.is_empty() && ob.dlq.is_empty()
+            };
+            if only_events && !inner.stop_all.is_cancelled() {
+                let _ = tokio::time::timeout(EVENT_COALESCE, inner.outbox_notify.notified()).await;
+            }
             let taken = {
                 let mut ob = inner.outbox.lock().unwrap();
                 if ob.is_empty() {
@@ -1121,12 +1322,14 @@ async fn writer_loop(inner: Arc<Inner>) {
         match inner.flush(batch).await {
             Ok(()) => {
                 failures = 0;
+                inner.unmark_settling(batch);
                 pending = None;
             }
             Err(e) => {
                 failures += 1;
-                if !e.is_transient() && failures > 5 {
+                if !e.is_transient() && !server_busy(&e) && failures > 5 {
                     tracing::error!(error = %e, "settle failed repeatedly; dropping this flush (its jobs stay pending and will be redelivered)");
+                    inner.unmark_settling(batch);
                     pending = None;
                     failures = 0;
                     continue;

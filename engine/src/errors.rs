@@ -123,10 +123,16 @@ impl From<FredError> for Error {
         let details = e.details().to_string();
         match e.kind() {
             ErrorKind::Auth => Error::Auth(details),
-            ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing => Error::Connection(details),
+            ErrorKind::IO => Error::Connection(tls_hint(details)),
+            ErrorKind::Canceled | ErrorKind::Routing => Error::Connection(details),
             ErrorKind::Timeout => Error::Timeout(details),
             ErrorKind::Url | ErrorKind::Config => Error::invalid_argument("redis_url", details),
             ErrorKind::Backpressure => Error::Connection(details),
+            // A rejected certificate (either side) means no connection.
+            ErrorKind::Tls => Error::Connection(format!("TLS: {details}")),
+            // CLUSTERDOWN / redirections that could not be followed: the
+            // topology is changing, so trying again later may succeed.
+            ErrorKind::Cluster => Error::Connection(details),
             _ => {
                 // The server reports auth failures as plain error replies.
                 let upper = details.to_ascii_uppercase();
@@ -135,13 +141,35 @@ impl From<FredError> for Error {
                     || upper.contains("WRONGPASS")
                 {
                     Error::Auth(details)
-                } else if upper.contains("CONNECTION") && upper.contains("CLOSED") {
+                } else if (upper.contains("CONNECTION") && upper.contains("CLOSED"))
+                    // fred's own error when the connection is gone (down,
+                    // reconnecting) and the command may not be resent.
+                    || upper.starts_with("FAILED TO ROUTE COMMAND")
+                {
                     Error::Connection(details)
                 } else {
                     Error::Redis(details)
                 }
             }
         }
+    }
+}
+
+/// fred reports a failed TLS handshake as an IO error in Debug form
+/// (`Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }`);
+/// say what it means and what to check.
+fn tls_hint(details: String) -> String {
+    let inner = |marker: &str| {
+        let start = details.find(marker)? + marker.len();
+        let end = details[start..].find(')').map(|i| start + i)?;
+        Some(details[start..end].to_string())
+    };
+    if let Some(why) = inner("InvalidCertificate(") {
+        format!("TLS: the server's certificate was rejected ({why}); check that tls_ca_file holds the CA that signed it and that it names the host of the URL")
+    } else if let Some(alert) = inner("AlertReceived(") {
+        format!("TLS: the server ended the handshake ({alert}); if it requires client certificates, pass tls_cert_file and tls_key_file")
+    } else {
+        details
     }
 }
 
@@ -176,7 +204,37 @@ mod tests {
         assert_eq!(Error::from(wp).code(), "auth");
         let t = FredError::new(ErrorKind::Timeout, "slow");
         assert_eq!(Error::from(t).code(), "timeout");
+        let unroutable = FredError::new(ErrorKind::Unknown, "Failed to route command.");
+        assert_eq!(Error::from(unroutable).code(), "connection");
         let other = FredError::new(ErrorKind::Unknown, "ERR syntax");
         assert_eq!(Error::from(other).code(), "redis");
+        let tls = FredError::new(ErrorKind::Tls, "bad");
+        assert_eq!(Error::from(tls).code(), "connection");
+        let down = FredError::new(ErrorKind::Cluster, "CLUSTERDOWN The cluster is down");
+        assert_eq!(Error::from(down).code(), "connection");
+    }
+
+    #[test]
+    fn tls_handshake_failures_say_what_to_check() {
+        let ca = FredError::new(
+            ErrorKind::IO,
+            "Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
+        );
+        let e = Error::from(ca);
+        assert_eq!(e.code(), "connection");
+        assert!(e.to_string().contains("(UnknownIssuer)"), "{e}");
+        assert!(e.to_string().contains("tls_ca_file"), "{e}");
+        let alert = FredError::new(
+            ErrorKind::IO,
+            "Custom { kind: InvalidData, error: AlertReceived(CertificateRequired) }",
+        );
+        let e = Error::from(alert);
+        assert!(e.to_string().contains("(CertificateRequired)"), "{e}");
+        assert!(e.to_string().contains("tls_cert_file"), "{e}");
+        let refused = FredError::new(ErrorKind::IO, "Connection refused (os error 111)");
+        assert_eq!(
+            Error::from(refused).to_string(),
+            "cannot reach Redis: Connection refused (os error 111)"
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod consumer;
 pub mod envelope;
 pub mod errors;
+pub mod handoff;
 pub mod keys;
 pub mod msgpack;
 pub mod producer;
@@ -16,6 +17,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod scripts;
 pub mod streams;
+pub mod tls;
 
 pub use consumer::{Consumer, ConsumerConfig, Delivery, FailKind, Outcome};
 pub use envelope::{Backoff, BackoffKind, Envelope, RetryOverride};

@@ -155,6 +155,20 @@ end
 return 0
 "#;
 
+/// Options for a write that must not be sent twice: a plain XADD (no
+/// `job_id` to dedup it). fred resends a command whose connection dropped
+/// after it was written, so an XADD that ran just before a Redis crash or
+/// a network cut would run again after the reconnect and enqueue the job
+/// twice. With one attempt the caller gets a `connection` error instead:
+/// the add may or may not have been written (pass a `job_id` to retry it
+/// safely). Commands not yet written still wait for the reconnect.
+fn write_once() -> fred::types::config::Options {
+    fred::types::config::Options {
+        max_attempts: Some(1),
+        ..Default::default()
+    }
+}
+
 /// How long an immediate add's `job_id` dedups (s). A delayed add's marker
 /// lives `max(1, delay_ms div 1000) + 3600` s (the 1.x layout).
 pub const IMMEDIATE_DEDUP_TTL_SECS: u64 = 3600;
@@ -291,6 +305,7 @@ impl Producer {
             }
             None => {
                 let _: Value = client
+                    .with_options(&write_once())
                     .xadd(
                         self.keys.stream.as_str(),
                         false,
@@ -326,7 +341,7 @@ impl Producer {
             prepared.push((env, id));
         }
         let client = self.client().await?;
-        let pipe = client.pipeline();
+        let pipe = fred::clients::Pipeline::from(client.with_options(&write_once()));
         let mut scripted = Vec::new();
         for (i, (job, (env, _))) in jobs.iter().zip(prepared.iter()).enumerate() {
             match self.add_script_call(job, env) {
@@ -340,10 +355,7 @@ impl Producer {
                     );
                     a.extend(args.iter().cloned());
                     let _: () = pipe
-                        .custom(
-                            fred::cmd!("EVALSHA", hash: fred::types::ClusterHash::Offset(2)),
-                            a,
-                        )
+                        .custom(fred::cmd!("EVALSHA", hash: self.keys.cluster_hash()), a)
                         .await?;
                     scripted.push((i, keys, args));
                 }

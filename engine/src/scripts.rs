@@ -24,12 +24,28 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ts = string.format('%.0f', now)
 
+-- Events are written without a per-entry MAXLEN; one XTRIM at the end
+-- keeps the cap (the cap is approximate either way). The hot kinds are
+-- plain calls (no table, no unpack): they run once per job.
 local function emit(kind, id, name, extra)
   if not ev then return end
-  local a = {'XADD', events, 'MAXLEN', '~', evmax, '*', 'e', kind, 'id', id, 'ts', ts}
+  local a = {'XADD', events, '*', 'e', kind, 'id', id, 'ts', ts}
   if name ~= '' then a[#a + 1] = 'n'; a[#a + 1] = name end
   for i = 1, #extra do a[#a + 1] = extra[i] end
   redis.call(unpack(a))
+end
+local function emit2(kind, id, name, k1, v1, k2, v2)
+  if name == '' then
+    if k2 then
+      redis.call('XADD', events, '*', 'e', kind, 'id', id, 'ts', ts, k1, v1, k2, v2)
+    else
+      redis.call('XADD', events, '*', 'e', kind, 'id', id, 'ts', ts, k1, v1)
+    end
+  elseif k2 then
+    redis.call('XADD', events, '*', 'e', kind, 'id', id, 'ts', ts, 'n', name, k1, v1, k2, v2)
+  else
+    redis.call('XADD', events, '*', 'e', kind, 'id', id, 'ts', ts, 'n', name, k1, v1)
+  end
 end
 
 -- Acks and deletes one entry; 1 when it was still pending (not settled by
@@ -50,7 +66,7 @@ local acked = 0
 
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  emit('active', ARGV[i], ARGV[i + 1], {'attempt', ARGV[i + 2]})
+  if ev then emit2('active', ARGV[i], ARGV[i + 1], 'attempt', ARGV[i + 2]) end
   i = i + 3
 end
 
@@ -70,7 +86,7 @@ if n > 0 then
   for _ = 1, n do
     local jid, name, att, dur, rk = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
     if rk > 0 then redis.call('SET', KEYS[4 + rk], ARGV[i + 6], 'EX', ttl) end
-    emit('completed', jid, name, {'attempt', att, 'duration_us', dur})
+    if ev then emit2('completed', jid, name, 'attempt', att, 'duration_us', dur) end
     i = i + 7
   end
 end
@@ -109,6 +125,7 @@ for _ = 1, n do
 end
 
 if ARGV[i] == '1' then emit('drained', '', '', {}) end
+if ev then redis.call('XTRIM', events, 'MAXLEN', '~', evmax) end
 return acked
 "#;
 

@@ -2,11 +2,11 @@
 //! Jobs cross to Python one batch per awaitable; outcomes come back one
 //! list per event-loop turn.
 
+use crate::aio::future_into_py;
 use crate::errors::to_py;
 use chasquimq::{ConsumerConfig, Delivery, Error, FailKind, Outcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use pyo3_async_runtimes::tokio::future_into_py;
 use std::sync::{Arc, OnceLock};
 
 #[pyclass(frozen, module = "chasquimq._native")]
@@ -37,7 +37,7 @@ const DECODE_FAILED: u8 = 4;
 impl Consumer {
     #[new]
     #[pyo3(signature = (
-        redis_url, queue_name, *, concurrency = 100, max_attempts = 25, group = "default".to_string(),
+        redis_url, queue_name, *, concurrency = 100, max_attempts = 25, group = "default",
         consumer_id = None, read_block_ms = 5_000, read_count = 64, claim_min_idle_ms = 30_000,
         max_payload_bytes = 1_048_576, max_stream_len = 1_000_000, dlq_max_stream_len = 100_000,
         events_enabled = true, delayed_enabled = true, run_scheduler = true, scheduler_tick_ms = 1_000,
@@ -49,7 +49,7 @@ impl Consumer {
         queue_name: &str,
         concurrency: usize,
         max_attempts: u32,
-        group: String,
+        group: &str,
         consumer_id: Option<String>,
         read_block_ms: u64,
         read_count: usize,
@@ -70,7 +70,7 @@ impl Consumer {
         let mut cfg = ConsumerConfig::new(queue_name);
         cfg.concurrency = concurrency;
         cfg.max_attempts = max_attempts;
-        cfg.group = group;
+        cfg.group = group.to_string();
         cfg.consumer_id = consumer_id;
         cfg.read_block_ms = read_block_ms;
         cfg.read_count = read_count;
@@ -112,6 +112,32 @@ impl Consumer {
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let c = self.running()?;
         future_into_py(py, async move { Ok(Batch(c.next_batch().await)) })
+    }
+
+    /// Every job waiting now, without waiting: a list (empty = nothing now,
+    /// and the wakeup socket will be written when something arrives), or
+    /// None once stopped and drained.
+    fn poll_batch(&self) -> PyResult<Batch> {
+        Ok(Batch(self.running()?.poll_batch()))
+    }
+
+    /// A socket file descriptor (the caller owns it) that becomes readable
+    /// when poll_batch returned an empty list and jobs (or the end) arrived
+    /// since. Lets the event loop sleep in its own selector: no engine
+    /// thread ever waits for the GIL.
+    fn wakeup_fd(&self) -> PyResult<i32> {
+        use std::io::Write;
+        use std::os::fd::IntoRawFd;
+        let c = self.running()?;
+        let (engine_end, python_end) = std::os::unix::net::UnixStream::pair()?;
+        engine_end.set_nonblocking(true)?;
+        python_end.set_nonblocking(true)?;
+        let engine_end = Arc::new(engine_end);
+        c.set_waker(Arc::new(move || {
+            // WouldBlock means a wake-up byte is already pending: enough.
+            let _ = (&*engine_end).write(&[1u8]);
+        }));
+        Ok(python_end.into_raw_fd())
     }
 
     /// outcomes: list of (token, kind, result_bytes|None, reason|None, duration_us);

@@ -27,6 +27,10 @@ fn class_for<'py>(py: Python<'py>, code: &str) -> Option<Bound<'py, PyType>> {
 
 /// Converts an engine error into the Python exception of its code.
 pub fn to_py(e: Error) -> PyErr {
+    if crate::aio::exiting() {
+        // Attaching from an engine thread while the interpreter exits aborts it.
+        return PyRuntimeError::new_err(format!("[{}] {}", e.code(), e));
+    }
     Python::attach(|py| to_py_with(py, &e))
 }
 

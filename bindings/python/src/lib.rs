@@ -1,6 +1,7 @@
 //! `chasquimq._native`: the private PyO3 module. Thin: type and error
 //! conversion over the engine, nothing else.
 
+mod aio;
 mod consumer;
 mod errors;
 mod producer;
@@ -20,6 +21,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The engine owns the one runtime; pyo3-async-runtimes borrows it.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(aio::_exit_barrier, m)?)?;
+    // Engine threads must not be resolving futures while the interpreter finalizes.
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (m.getattr("_exit_barrier")?,))?;
     m.add_function(wrap_pyfunction!(errors::_raise_engine_error, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_engine_error_codes, m)?)?;
     m.add_class::<producer::Producer>()?;

@@ -1,10 +1,10 @@
 //! `chasquimq._native.Producer`: type conversion over `chasquimq::Producer`.
 
+use crate::aio::future_into_py;
 use crate::errors::to_py;
 use chasquimq::{AddOptions, Backoff, BackoffKind, Error, NewJob, ProducerConfig, RetryOverride};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use pyo3_async_runtimes::tokio::future_into_py;
 use std::sync::Arc;
 
 #[pyclass(frozen, module = "chasquimq._native")]

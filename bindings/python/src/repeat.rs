@@ -1,5 +1,6 @@
 //! Conversions for repeatable specs and the native `Scheduler`.
 
+use crate::aio::future_into_py;
 use crate::errors::to_py;
 use crate::producer::{bad, opt, parse_backoff};
 use chasquimq::repeat::{MissedFires, Pattern};
@@ -7,7 +8,6 @@ use chasquimq::scheduler::{RepeatableMeta, SchedulerConfig, StandaloneScheduler,
 use chasquimq::RetryOverride;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use pyo3_async_runtimes::tokio::future_into_py;
 use std::sync::Arc;
 use std::time::Duration;
 

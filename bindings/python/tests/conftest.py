@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 
@@ -33,7 +34,8 @@ def redis_url(redis_server: RedisProcess) -> str:
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to the test, so tests never see each other's keys."""
-    return f"t{next(_names)}-{request.node.name[:40]}"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name)[:40]
+    return f"t{next(_names)}-{safe}"
 
 
 @pytest.fixture

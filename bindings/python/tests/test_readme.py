@@ -17,6 +17,8 @@ def test_readme_example_runs(redis_url: str) -> None:
     example = blocks[0]
     assert len(example.strip().splitlines()) <= 25
     code = example.replace("redis://127.0.0.1:6379", redis_url)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "welcome ada@example.com attempt 1" in out.stdout

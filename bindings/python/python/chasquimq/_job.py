@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chasquimq._generated.errors import NotSupportedError
+from chasquimq._generated.errors import ClosedError
 
 
 class JobBase:
@@ -13,8 +13,8 @@ class JobBase:
     async def _wait_for_result(self, *, timeout: float, poll_interval: float) -> Any:
         queue = getattr(self, "_queue", None)
         if queue is None:
-            raise RuntimeError(
+            raise ClosedError(
                 "wait_for_result needs a Job returned by Queue.add; "
                 "a Job given to a handler has no queue to poll"
             )
-        raise NotSupportedError("results are not available in this build yet")
+        return await queue._wait_result(self.id, timeout, poll_interval)  # type: ignore[attr-defined]

@@ -6,7 +6,9 @@ Use the public classes of chasquimq instead; the re-exported names
 are for callers with a measured reason to bypass them.
 """
 
-from typing import Any
+from typing import Any, final
+
+from typing_extensions import Self
 
 def version() -> str:
     """The version of the binding crate."""
@@ -17,18 +19,24 @@ def _raise_engine_error(code: str) -> None:
 def _engine_error_codes() -> list[str]:
     """Every engine error code."""
 
+def _exit_barrier() -> None:
+    """Stop engine threads from resolving awaitables and wait for those in progress
+    (registered with atexit at import).
+    """
+
+@final
 class Producer:
     """The engine's producer for one queue; connects lazily on first use."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         redis_url: str,
         queue_name: str,
         *,
         pool_size: int = 2,
         max_stream_len: int = 1000000,
         max_delay_secs: int = 2592000,
-    ) -> None: ...
+    ) -> Self: ...
     async def add(
         self, name: str, payload: bytes, options: dict[str, Any] | None = None
     ) -> tuple[str, int]:
@@ -45,13 +53,14 @@ class Producer:
     async def replay_dlq(self, limit: int) -> int: ...
     async def close(self) -> None: ...
 
+@final
 class Consumer:
     """The engine's consumer for one queue: hands jobs over in batches and settles
     outcomes in batches.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         redis_url: str,
         queue_name: str,
         *,
@@ -72,23 +81,26 @@ class Consumer:
         store_results: bool = False,
         result_ttl_ms: int = 3600000,
         promoter_tick_ms: int = 100,
-    ) -> None: ...
+    ) -> Self: ...
     async def start(self) -> None: ...
     async def next_batch(self) -> list[tuple[int, str, str, bytes, int, int]] | None:
         """Returns (token, job_id, name, payload, attempt 1-indexed, created_at_ms);
         None once stopped and drained.
         """
+    def poll_batch(self) -> list[tuple[int, str, str, bytes, int, int]] | None: ...
+    def wakeup_fd(self) -> int: ...
     def settle(self, outcomes: list[tuple[Any, ...]]) -> None: ...
     def stop(self) -> None: ...
     async def close(self) -> None: ...
     def in_flight(self) -> int: ...
     def consumer_name(self) -> str | None: ...
 
+@final
 class Scheduler:
     """A repeatable-job scheduler without a worker (leader-elected per queue)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         redis_url: str,
         queue_name: str,
         *,
@@ -97,7 +109,7 @@ class Scheduler:
         max_stream_len: int = 1000000,
         lock_ttl_secs: int = 5,
         holder_id: str | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     async def tick(self) -> tuple[bool, int]: ...
     async def run(self) -> None: ...
     def stop(self) -> None: ...

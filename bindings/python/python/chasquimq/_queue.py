@@ -3,6 +3,7 @@ generated in `_generated/api.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -11,15 +12,23 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from chasquimq import _codec
+from chasquimq._events import ResultWaiters
 from chasquimq._generated.errors import (
     ClosedError,
     InvalidArgumentError,
-    NotSupportedError,
+    OperationTimeoutError,
 )
 from chasquimq._native import Producer
 
 if TYPE_CHECKING:
     from chasquimq._generated.types import Job, RepeatableMeta
+
+if issubclass(OperationTimeoutError, asyncio.TimeoutError):
+    WaitTimeoutError: type[Exception] = OperationTimeoutError
+else:  # Python 3.10: asyncio.TimeoutError is not the builtin TimeoutError
+
+    class WaitTimeoutError(OperationTimeoutError, asyncio.TimeoutError):  # type: ignore[no-redef]
+        """wait_for_result's deadline, catchable as either exception."""
 
 
 def delay_to_ms(delay_ms: Any, delay: timedelta | None) -> int | None:
@@ -47,7 +56,8 @@ def backoff_to_native(backoff: Any) -> dict[str, Any] | None:
         return {"kind": "fixed", "delay_ms": backoff}
     native = getattr(backoff, "_native", None)
     if native is not None:
-        return native()
+        out: dict[str, Any] = native()
+        return out
     return dict(backoff)
 
 
@@ -84,6 +94,7 @@ class QueueBase:
         "_name",
         "_producer",
         "_redis_url",
+        "_results",
     )
 
     def _init(
@@ -94,6 +105,15 @@ class QueueBase:
         max_stream_len: int | None,
         max_delay_secs: int | None,
     ) -> None:
+        # Ints the engine cannot hold are bad values, not an OverflowError on first use.
+        for field, value in (
+            ("max_stream_len", max_stream_len),
+            ("max_delay_secs", max_delay_secs),
+        ):
+            if value is not None and value > 2**63 - 1:
+                raise InvalidArgumentError(
+                    f"{field} must be at most {2**63 - 1} (got {value}); pass a smaller int"
+                )
         self._name = name
         self._redis_url = redis_url
         self._max_stream_len = max_stream_len
@@ -101,6 +121,7 @@ class QueueBase:
         self._producer: Producer | None = None
         self._lock = threading.Lock()
         self._is_closed = False
+        self._results = ResultWaiters(name, redis_url)
 
     def __repr__(self) -> str:
         return f"Queue({self._name!r})"
@@ -335,15 +356,54 @@ class QueueBase:
         return bool(await self._native().remove_repeatable(key))
 
     async def _get_job_result(self, job_id: str) -> Any:
-        raise NotSupportedError("results are not available in this build yet")
+        (raw,) = await self._native().get_results([job_id])
+        return None if raw is None else _codec.unpack(raw)
 
     async def _get_job_result_bulk(self, job_ids: Sequence[str]) -> list[Any]:
-        raise NotSupportedError("results are not available in this build yet")
+        raws = await self._native().get_results(list(job_ids))
+        return [None if raw is None else _codec.unpack(raw) for raw in raws]
+
+    async def _wait_result(
+        self, job_id: str, timeout: float, poll_interval: float
+    ) -> Any:
+        """Job.wait_for_result: reads the result when the job's `completed`
+        event arrives (one shared listener per Queue), and every
+        `poll_interval` anyway (events may be disabled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._native()  # ClosedError before anything starts
+        done = await self._results.subscribe(job_id)
+        try:
+            while True:
+                # Checked before the read: a `completed` seen before it means
+                # the read reflects that completion (same script).
+                completed = done is not None and done.done() and done.result()
+                (raw,) = await self._native().get_results([job_id])
+                if raw is not None:
+                    return _codec.unpack(raw)
+                if completed:
+                    return None  # completed without a stored result
+                if done is not None and done.done():
+                    continue  # completed (or closed) during the read: look again
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"no result for job {job_id!r} within {timeout} s"
+                    )
+                pause = min(poll_interval, remaining)
+                if done is None:
+                    await asyncio.sleep(pause)
+                else:
+                    await asyncio.wait({done}, timeout=pause)
+        finally:
+            if done is not None:
+                self._results.unsubscribe(job_id, done)
 
     async def _close(self) -> None:
         if self._is_closed:
             return
         self._is_closed = True
+        await self._results.close()
         p, self._producer = self._producer, None
         if p is not None:
             await p.close()

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from chasquimq import _redisurl
 from chasquimq._generated.errors import InvalidArgumentError, InvalidTypeError
 
 Rule = Callable[[str, Any], None]
@@ -30,6 +32,12 @@ Rule = Callable[[str, Any], None]
 MAX_NAME_BYTES = 256
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The Unicode White_Space property, exactly as the engine's char::is_whitespace
+# (str.isspace also counts U+001C-U+001F, which are control characters anyway).
+_WHITESPACE = frozenset(
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _STREAM_ID = re.compile(r"\$|\d+(-\d+)?")
 _MISSED_FIRES_KINDS = ("skip", "fire-once", "fire-all")
 
@@ -194,6 +202,18 @@ def queue_name(field: str, value: Any) -> None:
             "remove the braces: the name sits inside the Redis Cluster hash tag "
             "{chasqui:<name>}",
         )
+    # The rules of spec/vectors/queue_names.json, shared with the engine.
+    if _CONTROL.search(value):
+        raise _wrong_value(
+            field, "a queue name without control characters", value, "remove them"
+        )
+    if value[0] in _WHITESPACE or value[-1] in _WHITESPACE:
+        raise _wrong_value(
+            field,
+            "a queue name without leading or trailing whitespace",
+            value,
+            "trim the name",
+        )
     _check_bytes(field, value, "name")
 
 
@@ -270,7 +290,7 @@ def redis_url(field: str, value: Any) -> None:
     problem = _url_problem(value)
     if problem:
         raise InvalidArgumentError(
-            f"{field} must be a redis:// or rediss:// URL with a host "
+            f"{field} must be a redis://, rediss:// or redis-cluster:// URL with a host "
             f"(got {_redact(value)!r}: {problem}); "
             "pass e.g. 'redis://user:password@host:6379/0'"
         )
@@ -281,8 +301,16 @@ def _url_problem(url: str) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return "not a URL"
-    if parts.scheme not in ("redis", "rediss"):
-        return "the scheme must be redis or rediss"
+    if parts.scheme not in _redisurl.SCHEMES:
+        return "the scheme must be redis, rediss, redis-cluster or rediss-cluster"
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k.startswith("tls_") and k not in _redisurl.TLS_PARAMS:
+            known = ", ".join(_redisurl.TLS_PARAMS)
+            return f"unknown query parameter {k!r}; use {known}"
+        if k in _redisurl.TLS_PARAMS and not _redisurl.is_tls(parts.scheme):
+            return f"{k} needs a TLS URL (rediss:// or rediss-cluster://)"
+        if k in _redisurl.TLS_PARAMS and not os.access(v, os.R_OK):
+            return f"{k}: cannot read {v!r}"
     if parts.fragment:
         return "a '#' must be percent-encoded as %23"
     if not parts.hostname:

@@ -3,18 +3,20 @@ are generated in `_generated/types.py`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class RepeatPatternBase:
     __slots__ = ()
 
     @classmethod
-    def _cron(cls, expression: str, *, tz: str | None = None) -> Any:
+    def _cron(cls: type[T], expression: str, *, tz: str | None = None) -> T:
         return cls(kind="cron", expression=expression, tz=tz)  # type: ignore[call-arg]
 
     @classmethod
-    def _every(cls, interval_ms: int) -> Any:
+    def _every(cls: type[T], interval_ms: int) -> T:
         return cls(kind="every", interval_ms=interval_ms)  # type: ignore[call-arg]
 
     def _to_dict(self) -> dict[str, Any]:
@@ -28,18 +30,18 @@ class BackoffSpecBase:
     __slots__ = ()
 
     @classmethod
-    def _fixed(cls, delay_ms: int, jitter_ms: int | None = None) -> Any:
+    def _fixed(cls: type[T], delay_ms: int, jitter_ms: int | None = None) -> T:
         return cls(kind="fixed", delay_ms=delay_ms, jitter_ms=jitter_ms)  # type: ignore[call-arg]
 
     @classmethod
     def _exponential(
-        cls,
+        cls: type[T],
         initial_ms: int,
         *,
         multiplier: float = 2.0,
         max_ms: int | None = None,
         jitter_ms: int | None = None,
-    ) -> Any:
+    ) -> T:
         return cls(  # type: ignore[call-arg]
             kind="exponential",
             delay_ms=initial_ms,
@@ -63,15 +65,15 @@ class MissedFiresPolicyBase:
     __slots__ = ()
 
     @classmethod
-    def _skip(cls) -> Any:
+    def _skip(cls: type[T]) -> T:
         return cls(kind="skip")  # type: ignore[call-arg]
 
     @classmethod
-    def _fire_once(cls) -> Any:
+    def _fire_once(cls: type[T]) -> T:
         return cls(kind="fire-once")  # type: ignore[call-arg]
 
     @classmethod
-    def _fire_all(cls, max_catchup: int) -> Any:
+    def _fire_all(cls: type[T], max_catchup: int) -> T:
         return cls(kind="fire-all", max_catchup=max_catchup)  # type: ignore[call-arg]
 
     def _to_dict(self) -> dict[str, Any]:

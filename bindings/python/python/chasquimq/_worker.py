@@ -9,7 +9,10 @@ thread hop, no per-job Redis round trip.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import socket
 import time
+from collections.abc import Coroutine, Generator
 from inspect import isawaitable
 from typing import Any
 
@@ -157,17 +160,10 @@ class WorkerBase:
         await native.start()
         if self._is_closed:
             native.stop()
-        tasks: set[asyncio.Task[None]] = set()
-        one = self._one
+        tasks: set[asyncio.Task[Any]] = set()
         try:
-            while True:
-                batch = await native.next_batch()
-                if batch is None:
-                    break
-                for item in batch:
-                    t = loop.create_task(one(*item))
-                    tasks.add(t)
-                    t.add_done_callback(tasks.discard)
+            if not await self._pump_selector(loop, tasks):
+                await self._pump_awaiting(loop, tasks)
         finally:
             native.stop()
             if tasks:
@@ -178,6 +174,80 @@ class WorkerBase:
                     await asyncio.wait(pending)
             self._flush()
             await native.close()
+
+    async def _pump_selector(
+        self, loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]
+    ) -> bool:
+        """Take jobs when the engine's wake-up socket becomes readable.
+
+        The loop sleeps in its own selector; the engine writes one byte when
+        jobs arrive, and the jobs are taken with a synchronous call. Returns
+        False when the loop cannot watch file descriptors (a proactor loop).
+        """
+        native = self._native
+        sock = socket.socket(fileno=native.wakeup_fd())
+        done: asyncio.Future[None] = loop.create_future()
+        start = self._start
+
+        def pump() -> None:
+            try:
+                sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                pass
+            while True:
+                batch = native.poll_batch()
+                if batch is None:
+                    if not done.done():
+                        done.set_result(None)
+                    return
+                if not batch:
+                    return
+                for item in batch:
+                    start(loop, tasks, item)
+
+        try:
+            loop.add_reader(sock.fileno(), pump)
+        except NotImplementedError:
+            sock.close()
+            return False
+        try:
+            pump()
+            await done
+        finally:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        return True
+
+    async def _pump_awaiting(
+        self, loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]
+    ) -> None:
+        """Take jobs one awaited batch at a time (loops without add_reader)."""
+        native = self._native
+        while True:
+            batch = await native.next_batch()
+            if batch is None:
+                return
+            for item in batch:
+                self._start(loop, tasks, item)
+
+    def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        tasks: set[asyncio.Task[Any]],
+        item: tuple[int, str, str, bytes, int, int],
+    ) -> None:
+        """Runs a job's first step now, in its own context; only a job that
+        suspends becomes a task (what Python 3.12's eager tasks do). A handler
+        that finishes without suspending costs no task at all."""
+        coro = self._one(*item)
+        ctx = contextvars.copy_context()
+        try:
+            first = ctx.run(coro.send, None)
+        except StopIteration:
+            return
+        t = ctx.run(loop.create_task, _resume(coro, first))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
 
     async def _one(
         self,
@@ -259,3 +329,34 @@ class WorkerBase:
         if self._buf:
             buf, self._buf = self._buf, []
             self._native.settle(buf)
+
+
+class _Continue:
+    """Awaitable that continues a coroutine already started by `_start`,
+    passing what it awaits through to the task that runs it."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as e:
+                try:
+                    value = coro.throw(e)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Continue(coro, first)

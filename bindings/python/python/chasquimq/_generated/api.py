@@ -52,7 +52,9 @@ class Queue(QueueBase):
         Args:
             name: The queue name.
             redis_url: redis:// or rediss:// URL: optional user:password, host,
-                port, optional /db.
+                port, optional /db; redis-cluster:// (more seeds as ?node=host:port) for
+                Redis Cluster; rediss:// takes ?tls_ca_file=, tls_cert_file= and
+                tls_key_file= (PEM files). See docs/security.md.
             max_stream_len: XADD MAXLEN ~ cap of the queue's stream. None uses the
                 engine default, 1000000.
             max_delay_secs: Reject add calls whose delay is longer than this
@@ -181,8 +183,8 @@ class Queue(QueueBase):
     ) -> Job:
         """Idempotent add: requires `job_id`.
 
-        Dedup is strict across processes on the delayed path; on the immediate path it
-        is bounded to one producer.
+        A second add of the same id within the dedup window (1 h for an immediate add,
+        the delay plus 1 h for a delayed one) writes nothing, from any process.
 
         Args:
             name: Dispatch name of the job (at most 256 UTF-8 bytes; may be empty).
@@ -364,10 +366,10 @@ class Queue(QueueBase):
         job_id: str | None = None,
         missed_fires: MissedFiresLike | None = None,
     ) -> Job:
-        """Create or replace a repeatable spec.
-
-        `attempts`, `backoff` and `job_id` are accepted for symmetry with add but not
-        applied to each fire in this version.
+        """Create or replace a repeatable spec; returns a Job whose id is the spec key
+        (`job_id` when given, else derived from the name and the pattern). `attempts`
+        and `backoff` apply to every fired job. Re-upserting an unchanged schedule keeps
+        its next fire and fire count, so upserting at every application start is safe.
 
         Args:
             name: Dispatch name of the job (at most 256 UTF-8 bytes; may be empty).
@@ -581,7 +583,9 @@ class Worker(WorkerBase):
             queue_name: The queue to consume.
             handler: Async function called with each Job.
             redis_url: redis:// or rediss:// URL: optional user:password, host,
-                port, optional /db.
+                port, optional /db; redis-cluster:// (more seeds as ?node=host:port) for
+                Redis Cluster; rediss:// takes ?tls_ca_file=, tls_cert_file= and
+                tls_key_file= (PEM files). See docs/security.md.
             concurrency: Most handler invocations in flight.
             max_attempts: Total attempts per job before it goes to the dead-letter
                 queue.
@@ -723,7 +727,9 @@ class QueueEvents(QueueEventsBase):
         Args:
             queue_name: The queue whose events to read.
             redis_url: redis:// or rediss:// URL: optional user:password, host,
-                port, optional /db.
+                port, optional /db; redis-cluster:// (more seeds as ?node=host:port) for
+                Redis Cluster; rediss:// takes ?tls_ca_file=, tls_cert_file= and
+                tls_key_file= (PEM files). See docs/security.md.
             last_event_id: Start after this stream id; "$" reads only new events,
                 "0" replays history.
             block_ms: XREAD BLOCK timeout.
