@@ -9,7 +9,6 @@ use crate::scripts;
 use fred::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 
 /// Longest job name, in UTF-8 bytes (the wire's `n` field).
@@ -73,12 +72,8 @@ pub struct DlqEntry {
     pub payload: Vec<u8>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Epoch ms of `created_at_ms` (see `clock`: frozen in conformance tests).
+pub use crate::clock::now_ms;
 
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     if name.len() > MAX_NAME_BYTES {
@@ -95,6 +90,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
 
 struct Scripts {
     add: Script,
+    bulk: Script,
     cancel: Script,
     replay: Script,
 }
@@ -169,6 +165,25 @@ fn write_once() -> fred::types::config::Options {
     }
 }
 
+/// Adds plain jobs (no delay, no job id): one command for many entries.
+/// The cap is applied once, with one XTRIM, not per entry.
+/// KEYS: stream. ARGV: stream_maxlen, then (d, name) pairs.
+const BULK_ADD: &str = r#"
+local key = KEYS[1]
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('XADD', key, '*', 'd', ARGV[i])
+  else
+    redis.call('XADD', key, '*', 'd', ARGV[i], 'n', ARGV[i + 1])
+  end
+end
+redis.call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+return (#ARGV - 1) / 2
+"#;
+
+/// Most plain entries per BULK_ADD call, so one call never holds Redis long.
+const BULK_CHUNK: usize = 1_000;
+
 /// How long an immediate add's `job_id` dedups (s). A delayed add's marker
 /// lives `max(1, delay_ms div 1000) + 3600` s (the 1.x layout).
 pub const IMMEDIATE_DEDUP_TTL_SECS: u64 = 3600;
@@ -195,6 +210,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             scripts: Scripts {
                 add: Script::new(ADD),
+                bulk: Script::new(BULK_ADD),
                 cancel: Script::new(CANCEL),
                 replay: Script::new(scripts::REPLAY),
             },
@@ -239,7 +255,7 @@ impl Producer {
         }
         let id = match &job.options.job_id {
             Some(id) => id.clone(),
-            None => ulid::Ulid::new().to_string(),
+            None => crate::clock::new_id(),
         };
         let env = Envelope {
             id: id.clone(),
@@ -329,7 +345,13 @@ impl Producer {
             return Ok(Vec::new());
         }
         let created = now_ms();
-        let mut prepared = Vec::with_capacity(jobs.len());
+        let client = self.client().await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        // Plain entries go in BULK_ADD script calls (one command per chunk,
+        // not one per job); delayed or idempotent ones each get the ADD
+        // script. All of it is one pipeline: one round trip.
+        let mut calls: Vec<(&Script, Vec<Key>, Vec<Value>)> = Vec::new();
+        let mut plain: Vec<Value> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let (env, id) = self.prepare(job, created).map_err(|e| match e {
                 Error::InvalidArgument { field, message } => Error::InvalidArgument {
@@ -338,60 +360,70 @@ impl Producer {
                 },
                 other => other,
             })?;
-            prepared.push((env, id));
-        }
-        let client = self.client().await?;
-        let pipe = fred::clients::Pipeline::from(client.with_options(&write_once()));
-        let mut scripted = Vec::new();
-        for (i, (job, (env, _))) in jobs.iter().zip(prepared.iter()).enumerate() {
-            match self.add_script_call(job, env) {
+            match self.add_script_call(job, &env) {
                 Some((keys, args)) => {
-                    let mut a: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-                    a.push(Value::from(self.scripts.add.sha()));
-                    a.push(Value::from(keys.len() as i64));
-                    a.extend(
-                        keys.iter()
-                            .map(|k| Value::Bytes(k.as_bytes().to_vec().into())),
-                    );
-                    a.extend(args.iter().cloned());
-                    let _: () = pipe
-                        .custom(fred::cmd!("EVALSHA", hash: self.keys.cluster_hash()), a)
-                        .await?;
-                    scripted.push((i, keys, args));
+                    // Close the plain run first: the stream keeps the call's order.
+                    if !plain.is_empty() {
+                        calls.push((
+                            &self.scripts.bulk,
+                            vec![self.keys.stream.as_str().into()],
+                            std::mem::take(&mut plain),
+                        ));
+                    }
+                    calls.push((&self.scripts.add, keys, args));
                 }
                 None => {
-                    let _: () = pipe
-                        .xadd(
-                            self.keys.stream.as_str(),
-                            false,
-                            ("MAXLEN", "~", self.cfg.max_stream_len as i64),
-                            "*",
-                            Self::stream_fields(env.encode(), &job.name),
-                        )
-                        .await?;
+                    if plain.is_empty() {
+                        plain.push(Value::from(self.cfg.max_stream_len as i64));
+                    }
+                    plain.push(Value::Bytes(env.encode().into()));
+                    plain.push(Value::from(job.name.as_str()));
+                    if plain.len() > 2 * BULK_CHUNK {
+                        calls.push((
+                            &self.scripts.bulk,
+                            vec![self.keys.stream.as_str().into()],
+                            std::mem::take(&mut plain),
+                        ));
+                    }
                 }
             }
+            ids.push(id);
+        }
+        if !plain.is_empty() {
+            calls.push((
+                &self.scripts.bulk,
+                vec![self.keys.stream.as_str().into()],
+                plain,
+            ));
+        }
+        let pipe = fred::clients::Pipeline::from(client.with_options(&write_once()));
+        for (script, keys, args) in &calls {
+            let mut a: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            a.push(Value::from(script.sha()));
+            a.push(Value::from(keys.len() as i64));
+            a.extend(
+                keys.iter()
+                    .map(|k| Value::Bytes(k.as_bytes().to_vec().into())),
+            );
+            a.extend(args.iter().cloned());
+            let _: () = pipe
+                .custom(fred::cmd!("EVALSHA", hash: self.keys.cluster_hash()), a)
+                .await?;
         }
         let results = pipe.try_all::<Value>().await;
-        for (i, r) in results.iter().enumerate() {
+        for ((script, keys, args), r) in calls.iter().zip(results.iter()) {
             if let Err(e) = r {
                 if e.details().starts_with("NOSCRIPT") {
                     // The script did not run (cache lost): run it now, once.
-                    if let Some((_, keys, args)) = scripted.iter().find(|(j, _, _)| *j == i) {
-                        let _: i64 = self
-                            .scripts
-                            .add
-                            .run(client, keys.clone(), args.clone())
-                            .await?;
-                    }
+                    let _: Value = script.run(client, keys.clone(), args.clone()).await?;
                 } else {
                     return Err(Error::from(e.clone()));
                 }
             }
         }
-        Ok(prepared
+        Ok(ids
             .into_iter()
-            .map(|(_, id)| Added {
+            .map(|id| Added {
                 id,
                 created_at_ms: created,
             })

@@ -215,33 +215,41 @@ class QueueBase:
         entries: list[tuple[str, bytes, dict[str, Any] | None]] = []
         plain: list[int] = []
         out: list[Job | None] = [None] * len(jobs)
+        packb = _codec.packb
         for i, j in enumerate(jobs):
-            if j.get("repeat") is not None:
-                out[i] = await self._upsert(
-                    j.get("name", ""),
-                    j["data"],
-                    repeat=j["repeat"],
-                    job_id=j.get("job_id"),
+            if len(j) > 2 or "name" not in j:
+                if j.get("repeat") is not None:
+                    out[i] = await self._upsert(
+                        j.get("name", ""),
+                        j["data"],
+                        repeat=j["repeat"],
+                        job_id=j.get("job_id"),
+                        attempts=j.get("attempts"),
+                        backoff=j.get("backoff"),
+                        missed_fires=None,
+                    )
+                    continue
+                opts = options_dict(
+                    delay_ms=j.get("delay_ms"),
+                    delay=j.get("delay"),
                     attempts=j.get("attempts"),
                     backoff=j.get("backoff"),
-                    missed_fires=None,
+                    job_id=j.get("job_id"),
                 )
-                continue
-            payload = _codec.pack(f"jobs[{i}].data", j["data"])
-            opts = options_dict(
-                delay_ms=j.get("delay_ms"),
-                delay=j.get("delay"),
-                attempts=j.get("attempts"),
-                backoff=j.get("backoff"),
-                job_id=j.get("job_id"),
-            )
+            else:
+                opts = None  # just name and data: the common case, kept cheap
+            try:
+                payload = packb(j["data"])
+            except Exception:
+                payload = _codec.pack(f"jobs[{i}].data", j["data"])  # raises, typed
             entries.append((j.get("name", ""), payload, opts))
             plain.append(i)
         if entries:
             added = await self._native().add_bulk(entries)
+            job = self._job
             for i, (jid, created) in zip(plain, added, strict=True):
                 j = jobs[i]
-                out[i] = self._job(jid, j.get("name", ""), j["data"], created)
+                out[i] = job(jid, j.get("name", ""), j["data"], created)
         return [job for job in out if job is not None]
 
     async def _cancel_delayed(self, job_id: str) -> bool:

@@ -462,6 +462,9 @@ BULK_JOB_RULES: dict[str, Rule | None] = {
 BULK_JOB_REQUIRED = ("name", "data")
 
 
+_UNKNOWN: Any = object()
+
+
 def bulk_jobs(field: str, value: Any) -> None:
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
         raise _wrong_type(
@@ -470,25 +473,28 @@ def bulk_jobs(field: str, value: Any) -> None:
             value,
             'pass e.g. [{"name": "send", "data": {...}}]',
         )
-    allowed = ", ".join(BULK_JOB_RULES)
+    rules = BULK_JOB_RULES
     for i, entry in enumerate(value):
-        where = f"{field}[{i}]"
         if not isinstance(entry, dict):
+            allowed = ", ".join(BULK_JOB_RULES)
             raise _wrong_type(
-                where, "a dict", entry, f"pass a dict with keys among {allowed}"
+                f"{field}[{i}]", "a dict", entry, f"pass a dict with keys among {allowed}"
             )
         for key in BULK_JOB_REQUIRED:
             if key not in entry:
                 raise InvalidTypeError(
-                    f"{where} has no {key!r} key; each entry needs 'name' and 'data'"
+                    f"{field}[{i}] has no {key!r} key; each entry needs 'name' and 'data'"
                 )
         for key, item in entry.items():
-            if key not in BULK_JOB_RULES:
+            rule = rules.get(key, _UNKNOWN)
+            if rule is None:
+                continue
+            if rule is _UNKNOWN:
+                allowed = ", ".join(BULK_JOB_RULES)
                 raise InvalidTypeError(
-                    f"{where}.{key} is not a known key; use only {allowed}"
+                    f"{field}[{i}].{key} is not a known key; use only {allowed}"
                 )
-            rule = BULK_JOB_RULES[key]
-            if rule is not None:
-                rule(f"{where}.{key}", item)
+            rule(f"{field}[{i}].{key}", item)
         if entry.get("delay_ms") is not None and entry.get("delay") is not None:
+            where = f"{field}[{i}]"
             raise mutually_exclusive_error(f"{where}.delay_ms", f"{where}.delay")
