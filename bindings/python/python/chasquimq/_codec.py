@@ -8,7 +8,6 @@ import msgpack
 
 from chasquimq._generated.errors import PayloadDecodeError, PayloadEncodeError
 
-
 #: msgpack without the error wrapping (str as str, bytes as bin: the
 #: msgpack >= 1.0 defaults); hot paths call it and fall back to `pack` for
 #: the typed error.
