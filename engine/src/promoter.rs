@@ -34,10 +34,10 @@ pub async fn step(
         .run(
             client,
             vec![
+                keys.promoter_lock.as_str().into(),
                 keys.delayed.as_str().into(),
                 keys.stream.as_str().into(),
                 keys.events.as_str().into(),
-                keys.promoter_lock.as_str().into(),
             ],
             vec![
                 Value::from(cfg.holder.as_str()),

@@ -212,24 +212,18 @@ pub async fn remove(client: &Client, keys: &Keys, key: &str) -> Result<bool> {
 /// Lock, clock and due specs in one call.
 /// KEYS: lock, repeat. ARGV: holder, ttl, batch.
 /// Returns {leader, now, ms_to_next|-1, key1, score1, ...}.
-const TICK: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-elseif cur == ARGV[1] then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-else
-  return {0, 0, -1}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const TICK: &str = concat!(
+    crate::scripts::lua_leader_lock!(),
+    crate::scripts::lua_server_now!(),
+    r#"
 local out = {1, now, -1}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 for i = 1, #due do out[#out + 1] = due[i] end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if nxt[2] then out[3] = math.max(0, tonumber(nxt[2]) - now) end
 return out
-"#;
+"#
+);
 
 /// Applies one spec's fires if its score is still the one planned from.
 /// KEYS: repeat, spec hash, stream. ARGV: key, expected_score, new_next|'',
@@ -427,7 +421,7 @@ impl Scheduler {
         ];
         for at in &plan.fires {
             let env = Envelope {
-                id: ulid::Ulid::new().to_string(),
+                id: crate::clock::new_id(),
                 payload: spec.payload.clone(),
                 created_at_ms: (*at).max(0) as u64,
                 attempt: 0,

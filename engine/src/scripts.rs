@@ -1,6 +1,33 @@
 //! The Lua scripts. Each one declares every key it touches in KEYS (Redis
 //! Cluster), takes its clock from the server (`TIME`), and is one atomic step.
 
+/// Lua: take or keep the leader lock `KEYS[1]` for holder `ARGV[1]`
+/// (`SET ... EX ARGV[2]` when free, `EXPIRE` when ours); a script that does
+/// not hold it returns `{0, 0, -1}` at once.
+macro_rules! lua_leader_lock {
+    () => {
+        r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+elseif cur == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+else
+  return {0, 0, -1}
+end
+"#
+    };
+}
+pub(crate) use lua_leader_lock;
+
+/// Lua: `now`, the Redis server clock in epoch ms.
+macro_rules! lua_server_now {
+    () => {
+        "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    };
+}
+pub(crate) use lua_server_now;
+
 /// Settles a batch: `active` events, acks (+ `completed` events and
 /// results), retries into `delayed`, DLQ routing, and the `drained` event,
 /// all in one round trip.
@@ -14,15 +41,16 @@
 ///   dlq      (stream_id, job_id, name, attempt, duration_us|'', reason, detail, d, failed_reason|'')
 ///   drained  (0|1)
 /// Returns the number of entries acknowledged.
-pub const SETTLE: &str = r#"
+pub const SETTLE: &str = concat!(
+    r#"
 local stream, delayed, dlq, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group = ARGV[1]
 local ev = ARGV[2] == '1'
 local ackdel = ARGV[3] == '1'
 local dlqmax, evmax, ttl = ARGV[4], ARGV[5], ARGV[6]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ts = string.format('%.0f', now)
+"#,
+    lua_server_now!(),
+    r#"local ts = string.format('%.0f', now)
 
 -- Events are written without a per-entry MAXLEN; one XTRIM at the end
 -- keeps the cap (the cap is approximate either way). The hot kinds are
@@ -127,24 +155,17 @@ end
 if ARGV[i] == '1' then emit('drained', '', '', {}) end
 if ev then redis.call('XTRIM', events, 'MAXLEN', '~', evmax) end
 return acked
-"#;
+"#
+);
 
 /// Leader election plus promotion of due delayed members, one round trip a tick.
-/// KEYS: delayed, stream, events, lock.
+/// KEYS: lock, delayed, stream, events.
 /// ARGV: holder, lock_ttl_secs, batch, stream_maxlen, events(0|1), events_maxlen.
 /// Returns {is_leader, promoted, ms_until_next_due or -1}.
-pub const PROMOTE: &str = r#"
-local cur = redis.call('GET', KEYS[4])
-if not cur then
-  redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
-elseif cur == ARGV[1] then
-  redis.call('EXPIRE', KEYS[4], ARGV[2])
-else
-  return {0, 0, -1}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ts = string.format('%.0f', now)
+pub const PROMOTE: &str = concat!(
+    lua_leader_lock!(),
+    lua_server_now!(),
+    r#"local ts = string.format('%.0f', now)
 local ev = ARGV[5] == '1'
 
 -- The job id is the envelope's first element: a msgpack str.
@@ -166,33 +187,34 @@ local function envelope_id(env)
   return string.sub(env, p, p + len - 1)
 end
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local moved = 0
 for _, m in ipairs(due) do
-  if redis.call('ZREM', KEYS[1], m) == 1 and #m >= 4 then
+  if redis.call('ZREM', KEYS[2], m) == 1 and #m >= 4 then
     local len = struct.unpack('<I4', m)
     if 4 + len <= #m then
       local name = string.sub(m, 5, 4 + len)
       local env = string.sub(m, 5 + len)
-      local a = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'd', env}
+      local a = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', env}
       if len > 0 then a[#a + 1] = 'n'; a[#a + 1] = name end
       redis.call(unpack(a))
       moved = moved + 1
       if ev then
-        local e = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', 'waiting', 'id', envelope_id(env), 'ts', ts}
+        local e = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'e', 'waiting', 'id', envelope_id(env), 'ts', ts}
         if len > 0 then e[#e + 1] = 'n'; e[#e + 1] = name end
         redis.call(unpack(e))
       end
     end
   end
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local wait = -1
 if nxt[2] then
   wait = math.max(0, tonumber(nxt[2]) - now)
 end
 return {1, moved, wait}
-"#;
+"#
+);
 
 /// Compare-and-delete of a leader lock. KEYS: lock. ARGV: holder.
 pub const RELEASE_LOCK: &str = r#"
