@@ -3,6 +3,7 @@
 //! Knows nothing about Python or Node; bindings convert types and errors.
 //! The Redis data layout is the ChasquiMQ 1.x layout (see `docs/wire-format.md`).
 
+pub mod clock;
 pub mod conn;
 pub mod consumer;
 pub mod envelope;
