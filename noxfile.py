@@ -23,6 +23,7 @@ nox.options.sessions = [
     "chaos",
     "build-node",
     "test-node",
+    "conformance",
 ]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
@@ -195,6 +196,24 @@ def test_node(session: nox.Session) -> None:
         session.run("npm", "test", external=True)
         session.run("npm", "run", "typecheck", external=True)
         session.run("npm", "run", "test:package", external=True)
+
+
+@nox.session(name="conformance")
+def conformance(session: nox.Session) -> None:
+    """Conformance vectors (conformance/README.md): lint them, run each in Python and in Node, check Python/Node parity and the cross pairs (one language produces, the other consumes).
+
+    Builds the Python extension (as test-python) and the Node package (as
+    build-node); the runner starts its own redis-server and one driver
+    process per language. Extra arguments go to pytest, e.g.
+    `nox -s conformance -- -k dlq`.
+    """
+    _need_redis(session)
+    _need_node(session)
+    session.install(*PY_TEST_DEPS, *CODEGEN_DEPS)
+    _build_python(session)
+    _build_node(session)
+    session.run("python", str(ROOT / "conformance" / "lint.py"))
+    session.run("python", "-m", "pytest", str(ROOT / "conformance"), *session.posargs)
 
 
 @nox.session(name="demo")

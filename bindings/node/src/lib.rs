@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod errors;
 pub mod producer;
 pub mod repeat;
+pub mod testing;
 
 use napi_derive::napi;
 

@@ -227,11 +227,18 @@ function checkBytes(field: string, value: string, what: string): void {
   }
 }
 
+// The Unicode White_Space property, as the engine's char::is_whitespace and
+// Python's _validate (not JavaScript's \s or trim(), which count U+FEFF).
+const WHITESPACE = new Set(
+  "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000",
+);
+
 export function queueName(field: string, value: unknown): void {
   if (typeof value !== "string") {
     throw wrongType(field, "a string", value, "pass the queue name as text");
   }
-  if (value.trim() === "") {
+  if (value === "" || [...value].every((c) => WHITESPACE.has(c))) {
     throw wrongValue(field, "a non-empty queue name", value, "pass a name such as 'emails'");
   }
   if (value.includes("{") || value.includes("}")) {
@@ -241,6 +248,13 @@ export function queueName(field: string, value: unknown): void {
       value,
       "remove the braces: the name sits inside the Redis Cluster hash tag {chasqui:<name>}",
     );
+  }
+  // The rules of spec/vectors/queue_names.json, shared with the engine.
+  if (CONTROL.test(value)) {
+    throw wrongValue(field, "a queue name without control characters", value, "remove them");
+  }
+  if (WHITESPACE.has(value[0]) || WHITESPACE.has(value[value.length - 1])) {
+    throw wrongValue(field, "a queue name without leading or trailing whitespace", value, "trim the name");
   }
   checkBytes(field, value, "name");
 }

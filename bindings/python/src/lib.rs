@@ -6,6 +6,7 @@ mod consumer;
 mod errors;
 mod producer;
 mod repeat;
+mod testing;
 
 use pyo3::prelude::*;
 
@@ -28,6 +29,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("register", (m.getattr("_exit_barrier")?,))?;
     m.add_function(wrap_pyfunction!(errors::_raise_engine_error, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_engine_error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(testing::_testing_set_clock_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(testing::_testing_set_id_seed, m)?)?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<repeat::Scheduler>()?;

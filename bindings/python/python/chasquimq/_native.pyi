@@ -19,6 +19,16 @@ def _raise_engine_error(code: str) -> None:
 def _engine_error_codes() -> list[str]:
     """Every engine error code."""
 
+def _testing_set_clock_ms(ms: int | None) -> None:
+    """TESTS ONLY (conformance suite): freeze the producer clock (created_at_ms) at `ms`
+    epoch milliseconds; None restores the system clock.
+    """
+
+def _testing_set_id_seed(seed: int | None) -> None:
+    """TESTS ONLY (conformance suite): mint job ids as a deterministic ULID sequence
+    from `seed` (restarting it); None restores random ULIDs.
+    """
+
 def _exit_barrier() -> None:
     """Stop engine threads from resolving awaitables and wait for those in progress
     (registered with atexit at import).

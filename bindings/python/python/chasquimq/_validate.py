@@ -478,7 +478,10 @@ def bulk_jobs(field: str, value: Any) -> None:
         if not isinstance(entry, dict):
             allowed = ", ".join(BULK_JOB_RULES)
             raise _wrong_type(
-                f"{field}[{i}]", "a dict", entry, f"pass a dict with keys among {allowed}"
+                f"{field}[{i}]",
+                "a dict",
+                entry,
+                f"pass a dict with keys among {allowed}",
             )
         for key in BULK_JOB_REQUIRED:
             if key not in entry:
