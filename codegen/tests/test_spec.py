@@ -152,6 +152,7 @@ def test_real_spec_model() -> None:
     assert params["queue_name"].node_name == "queueName"
     assert [c.name for c in spec.native_classes] == [
         "Producer",
+        "Completions",
         "Consumer",
         "Scheduler",
     ]

@@ -2,6 +2,7 @@
 //! conversion over the engine, nothing else.
 
 mod aio;
+mod completions;
 mod consumer;
 mod errors;
 mod producer;
@@ -32,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(testing::_testing_set_clock_ms, m)?)?;
     m.add_function(wrap_pyfunction!(testing::_testing_set_id_seed, m)?)?;
     m.add_class::<producer::Producer>()?;
+    m.add_class::<completions::Completions>()?;
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<repeat::Scheduler>()?;
     Ok(())

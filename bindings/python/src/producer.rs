@@ -100,6 +100,43 @@ pub fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<AddOptions
     })
 }
 
+/// Parses add_bulk entries: (name, payload) or (name, payload, options).
+fn parse_bulk(entries: &Bound<'_, PyList>) -> PyResult<Vec<NewJob>> {
+    let mut jobs = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let t = e.cast::<PyTuple>().map_err(|_| {
+            bad(
+                &format!("jobs[{i}]"),
+                "must be a (name, payload[, options]) tuple",
+            )
+        })?;
+        let name: String = t.get_item(0)?.extract()?;
+        let payload = t.get_item(1)?;
+        let payload = payload
+            .cast::<PyBytes>()
+            .map_err(|_| bad(&format!("jobs[{i}].payload"), "must be bytes"))?;
+        let options = if t.len() > 2 {
+            let o = t.get_item(2)?;
+            if o.is_none() {
+                AddOptions::default()
+            } else {
+                parse_options(Some(
+                    o.cast::<PyDict>()
+                        .map_err(|_| bad(&format!("jobs[{i}].options"), "must be a dict"))?,
+                ))?
+            }
+        } else {
+            AddOptions::default()
+        };
+        jobs.push(NewJob {
+            name,
+            payload: payload.as_bytes().to_vec(),
+            options,
+        });
+    }
+    Ok(jobs)
+}
+
 #[pymethods]
 impl Producer {
     #[new]
@@ -145,6 +182,34 @@ impl Producer {
         })
     }
 
+    /// `add`, resolved through `completions` under request id `rid` (see
+    /// `completions.rs`): no engine thread takes the GIL.
+    #[pyo3(signature = (completions, rid, name, payload, options = None))]
+    fn add_submit(
+        &self,
+        completions: &Bound<'_, crate::completions::Completions>,
+        rid: u64,
+        name: String,
+        payload: &Bound<'_, PyBytes>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let rt = chasquimq::runtime::runtime().map_err(to_py)?;
+        let job = NewJob {
+            name,
+            payload: payload.as_bytes().to_vec(),
+            options: parse_options(options)?,
+        };
+        let (p, tx) = (self.inner.clone(), completions.get().sender());
+        rt.spawn(async move {
+            let outcome = match p.add(job).await {
+                Ok(a) => crate::completions::Outcome::Added(a.id, a.created_at_ms),
+                Err(e) => crate::completions::Outcome::Failed(e),
+            };
+            tx.send(rid, outcome);
+        });
+        Ok(())
+    }
+
     /// entries: list of (name, payload) or (name, payload, options).
     fn add_bulk<'py>(
         &self,
@@ -152,38 +217,7 @@ impl Producer {
         entries: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyAny>> {
         chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
-        let mut jobs = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let t = e.cast::<PyTuple>().map_err(|_| {
-                bad(
-                    &format!("jobs[{i}]"),
-                    "must be a (name, payload[, options]) tuple",
-                )
-            })?;
-            let name: String = t.get_item(0)?.extract()?;
-            let payload = t.get_item(1)?;
-            let payload = payload
-                .cast::<PyBytes>()
-                .map_err(|_| bad(&format!("jobs[{i}].payload"), "must be bytes"))?;
-            let options = if t.len() > 2 {
-                let o = t.get_item(2)?;
-                if o.is_none() {
-                    AddOptions::default()
-                } else {
-                    parse_options(Some(
-                        o.cast::<PyDict>()
-                            .map_err(|_| bad(&format!("jobs[{i}].options"), "must be a dict"))?,
-                    ))?
-                }
-            } else {
-                AddOptions::default()
-            };
-            jobs.push(NewJob {
-                name,
-                payload: payload.as_bytes().to_vec(),
-                options,
-            });
-        }
+        let jobs = parse_bulk(entries)?;
         let p = self.inner.clone();
         future_into_py(py, async move {
             let added = p.add_bulk(jobs).await.map_err(to_py)?;
@@ -192,6 +226,28 @@ impl Producer {
                 .map(|a| (a.id, a.created_at_ms))
                 .collect::<Vec<_>>())
         })
+    }
+
+    /// `add_bulk`, resolved through `completions` (see `add_submit`).
+    fn add_bulk_submit(
+        &self,
+        completions: &Bound<'_, crate::completions::Completions>,
+        rid: u64,
+        entries: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let rt = chasquimq::runtime::runtime().map_err(to_py)?;
+        let jobs = parse_bulk(entries)?;
+        let (p, tx) = (self.inner.clone(), completions.get().sender());
+        rt.spawn(async move {
+            let outcome = match p.add_bulk(jobs).await {
+                Ok(v) => crate::completions::Outcome::AddedMany(
+                    v.into_iter().map(|a| (a.id, a.created_at_ms)).collect(),
+                ),
+                Err(e) => crate::completions::Outcome::Failed(e),
+            };
+            tx.send(rid, outcome);
+        });
+        Ok(())
     }
 
     fn peek_dlq<'py>(&self, py: Python<'py>, limit: u64) -> PyResult<Bound<'py, PyAny>> {

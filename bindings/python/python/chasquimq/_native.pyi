@@ -51,6 +51,20 @@ class Producer:
         self, name: str, payload: bytes, options: dict[str, Any] | None = None
     ) -> tuple[str, int]:
         """Returns (job id, created_at_ms)."""
+    def add_submit(
+        self,
+        completions: Completions,
+        rid: int,
+        name: str,
+        payload: bytes,
+        options: dict[str, Any] | None = None,
+    ) -> None: ...
+    def add_bulk_submit(
+        self,
+        completions: Completions,
+        rid: int,
+        entries: list[tuple[str, bytes, dict[str, Any] | None]],
+    ) -> None: ...
     async def add_bulk(
         self, entries: list[tuple[str, bytes, dict[str, Any] | None]]
     ) -> list[tuple[str, int]]: ...
@@ -62,6 +76,16 @@ class Producer:
     async def peek_dlq(self, limit: int) -> list[dict[str, Any]]: ...
     async def replay_dlq(self, limit: int) -> int: ...
     async def close(self) -> None: ...
+
+@final
+class Completions:
+    """Outcomes of submitted calls for one event loop: the engine queues them and writes
+    a byte to the socket fileno() returns.
+    """
+
+    def __new__(cls) -> Self: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> list[tuple[int, bool, Any]]: ...
 
 @final
 class Consumer:

@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from chasquimq import _codec
+from chasquimq import _codec, _completions
 from chasquimq._events import ResultWaiters
 from chasquimq._generated.errors import (
     ClosedError,
     InvalidArgumentError,
     OperationTimeoutError,
 )
+from chasquimq._generated.types import Job
 from chasquimq._native import Producer
 
 if TYPE_CHECKING:
-    from chasquimq._generated.types import Job, RepeatableMeta
+    from chasquimq._generated.types import RepeatableMeta
 
 if issubclass(OperationTimeoutError, asyncio.TimeoutError):
     WaitTimeoutError: type[Exception] = OperationTimeoutError
@@ -143,8 +144,6 @@ class QueueBase:
         return p
 
     def _job(self, job_id: str, name: str, data: Any, created_at_ms: int) -> Job:
-        from chasquimq._generated.types import Job
-
         return Job(job_id, name, data, 0, created_at_ms, _queue=self)  # type: ignore[arg-type]
 
     async def _add(
@@ -183,7 +182,19 @@ class QueueBase:
             backoff=backoff,
             job_id=job_id,
         )
-        jid, created = await self._native().add(name, payload, opts)
+        native = self._native()
+        loop = asyncio.get_running_loop()
+        channel = _completions.for_loop(loop)
+        if channel is None:
+            jid, created = await native.add(name, payload, opts)
+        else:
+            rid, fut = channel.new(loop)
+            try:
+                native.add_submit(channel.native, rid, name, payload, opts)
+            except BaseException:
+                channel.forget(rid)
+                raise
+            jid, created = await fut
         return self._job(jid, name, data, created)
 
     async def _add_unique(
@@ -245,7 +256,19 @@ class QueueBase:
             entries.append((j.get("name", ""), payload, opts))
             plain.append(i)
         if entries:
-            added = await self._native().add_bulk(entries)
+            native = self._native()
+            loop = asyncio.get_running_loop()
+            channel = _completions.for_loop(loop)
+            if channel is None:
+                added = await native.add_bulk(entries)
+            else:
+                rid, fut = channel.new(loop)
+                try:
+                    native.add_bulk_submit(channel.native, rid, entries)
+                except BaseException:
+                    channel.forget(rid)
+                    raise
+                added = await fut
             job = self._job
             for i, (jid, created) in zip(plain, added, strict=True):
                 j = jobs[i]

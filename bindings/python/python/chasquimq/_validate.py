@@ -475,6 +475,12 @@ def bulk_jobs(field: str, value: Any) -> None:
         )
     rules = BULK_JOB_RULES
     for i, entry in enumerate(value):
+        if type(entry) is dict and len(entry) == 2 and "data" in entry:
+            # The common entry, {"name": ..., "data": ...}: an ASCII name of at
+            # most 256 characters is valid as it is.
+            name = entry.get("name", _UNKNOWN)
+            if type(name) is str and len(name) <= MAX_NAME_BYTES and name.isascii():
+                continue
         if not isinstance(entry, dict):
             allowed = ", ".join(BULK_JOB_RULES)
             raise _wrong_type(
