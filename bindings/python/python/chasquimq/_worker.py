@@ -27,6 +27,9 @@ _OK, _FAILED, _UNRECOVERABLE, _ABANDONED, _DECODE_FAILED = 0, 1, 2, 3, 4
 
 _MAX_REASON = 1024
 
+#: msgpack >= 1.0 defaults: str as str, bytes as bin (the wire's payload rule).
+_packb = msgpack.packb
+
 
 def _reason(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
@@ -277,7 +280,7 @@ class WorkerBase:
                 dur = (time.perf_counter_ns() - t0) // 1000
                 if self._store_results and result is not None:
                     try:
-                        packed = msgpack.packb(result, use_bin_type=True)
+                        packed = _packb(result)
                     except Exception as e:
                         out = (
                             token,
