@@ -15,7 +15,7 @@ use chasquimq::Error;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
@@ -49,10 +49,23 @@ impl Sender {
             q.len() == 1
         };
         if was_empty {
-            // WouldBlock means a wake-up byte is already pending: enough.
-            let _ = (&self.0.engine_end).write(&[1u8]);
+            poke(&self.0.engine_end);
         }
     }
+}
+
+/// A non-blocking socket pair: the engine end, and the Python end's raw
+/// descriptor (the caller owns it). Also the worker's wake-up socket.
+pub fn wake_pair() -> std::io::Result<(UnixStream, i32)> {
+    let (engine_end, python_end) = UnixStream::pair()?;
+    engine_end.set_nonblocking(true)?;
+    python_end.set_nonblocking(true)?;
+    Ok((engine_end, python_end.into_raw_fd()))
+}
+
+/// Writes one wake-up byte; WouldBlock means one is already pending: enough.
+pub fn poke(engine_end: &UnixStream) {
+    let _ = (&*engine_end).write(&[1u8]);
 }
 
 impl Completions {
@@ -65,11 +78,7 @@ impl Completions {
 impl Completions {
     #[new]
     fn new() -> PyResult<Self> {
-        let (engine_end, python_end) = UnixStream::pair()?;
-        engine_end.set_nonblocking(true)?;
-        python_end.set_nonblocking(true)?;
-        let python_fd = python_end.into_raw_fd();
-        debug_assert!(engine_end.as_raw_fd() != python_fd);
+        let (engine_end, python_fd) = wake_pair()?;
         Ok(Completions {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Vec::new()),

@@ -126,18 +126,10 @@ impl Consumer {
     /// since. Lets the event loop sleep in its own selector: no engine
     /// thread ever waits for the GIL.
     fn wakeup_fd(&self) -> PyResult<i32> {
-        use std::io::Write;
-        use std::os::fd::IntoRawFd;
         let c = self.running()?;
-        let (engine_end, python_end) = std::os::unix::net::UnixStream::pair()?;
-        engine_end.set_nonblocking(true)?;
-        python_end.set_nonblocking(true)?;
-        let engine_end = Arc::new(engine_end);
-        c.set_waker(Arc::new(move || {
-            // WouldBlock means a wake-up byte is already pending: enough.
-            let _ = (&*engine_end).write(&[1u8]);
-        }));
-        Ok(python_end.into_raw_fd())
+        let (engine_end, python_fd) = crate::completions::wake_pair()?;
+        c.set_waker(Arc::new(move || crate::completions::poke(&engine_end)));
+        Ok(python_fd)
     }
 
     /// outcomes: list of (token, kind, result_bytes|None, reason|None, duration_us);

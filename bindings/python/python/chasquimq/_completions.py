@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chasquimq._native import Completions
@@ -69,3 +70,23 @@ def for_loop(loop: asyncio.AbstractEventLoop) -> LoopCompletions | None:
         c = None
     _BY_LOOP[loop] = c
     return c
+
+
+async def call(
+    submit: Callable[[Completions, int], None],
+    fallback: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Runs a native call through the running loop's channel: `submit(channel,
+    request_id)` starts it; `fallback()` is the plain awaitable for loops
+    without one. Cancelling the caller leaves nothing behind."""
+    loop = asyncio.get_running_loop()
+    channel = for_loop(loop)
+    if channel is None:
+        return await fallback()
+    rid, fut = channel.new(loop)
+    try:
+        submit(channel.native, rid)
+    except BaseException:
+        channel.forget(rid)
+        raise
+    return await fut

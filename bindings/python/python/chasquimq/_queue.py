@@ -183,18 +183,10 @@ class QueueBase:
             job_id=job_id,
         )
         native = self._native()
-        loop = asyncio.get_running_loop()
-        channel = _completions.for_loop(loop)
-        if channel is None:
-            jid, created = await native.add(name, payload, opts)
-        else:
-            rid, fut = channel.new(loop)
-            try:
-                native.add_submit(channel.native, rid, name, payload, opts)
-            except BaseException:
-                channel.forget(rid)
-                raise
-            jid, created = await fut
+        jid, created = await _completions.call(
+            lambda c, rid: native.add_submit(c, rid, name, payload, opts),
+            lambda: native.add(name, payload, opts),
+        )
         return self._job(jid, name, data, created)
 
     async def _add_unique(
@@ -257,18 +249,10 @@ class QueueBase:
             plain.append(i)
         if entries:
             native = self._native()
-            loop = asyncio.get_running_loop()
-            channel = _completions.for_loop(loop)
-            if channel is None:
-                added = await native.add_bulk(entries)
-            else:
-                rid, fut = channel.new(loop)
-                try:
-                    native.add_bulk_submit(channel.native, rid, entries)
-                except BaseException:
-                    channel.forget(rid)
-                    raise
-                added = await fut
+            added = await _completions.call(
+                lambda c, rid: native.add_bulk_submit(c, rid, entries),
+                lambda: native.add_bulk(entries),
+            )
             job = self._job
             for i, (jid, created) in zip(plain, added, strict=True):
                 j = jobs[i]
