@@ -767,7 +767,52 @@ def render(result: dict[str, Any]) -> str:
             f"| {row['scenario']} | {BY_NAME[row['peer']].label} | {_ratio(row.get('jobs_per_s'))} | "
             f"{_ratio(row.get('cpu_per_job'))} | {_ratio(row.get('p99'))} |"
         )
+    costs = feature_costs(result["summary"])
+    if costs:
+        lines.append("")
+        lines.append("### chasquimq: what events and results cost\n")
+        lines.append(
+            "Worker throughput with the events stream on (the default) and with "
+            "`store_results` as a share of the same worker with events off, from the "
+            "worker-noop, worker-results and worker-noop-events-off rows above.\n"
+        )
+        lines.append(
+            "| library | events off jobs/s | events on jobs/s | on ÷ off | results jobs/s | results ÷ off |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for row in costs:
+            lines.append(
+                f"| {BY_NAME[row['lib']].label} | {_fmt(row['off'])} | {_fmt(row.get('on'))} | "
+                f"{_share(row.get('on_vs_off'))} | {_fmt(row.get('results'))} | "
+                f"{_share(row.get('results_vs_off'))} |"
+            )
     return "\n".join(lines)
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def feature_costs(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events on and results on against events off, per chasquimq binding."""
+
+    def rate(scenario: str, lib: str) -> float | None:
+        s = summary.get(scenario, {}).get(lib)
+        return s["jobs_per_s"] if s and s["ok"] and s.get("jobs_per_s") else None
+
+    out = []
+    for lib in (lib.name for lib in LIBS if lib.name.startswith("chasquimq")):
+        off = rate("worker-noop-events-off", lib)
+        if off is None:
+            continue
+        row: dict[str, Any] = {"lib": lib, "off": off}
+        for key, scenario in (("on", "worker-noop"), ("results", "worker-results")):
+            v = rate(scenario, lib)
+            if v is not None:
+                row[key] = v
+                row[f"{key}_vs_off"] = v / off
+        out.append(row)
+    return out
 
 
 def _ratio(x: float | None) -> str:
@@ -972,6 +1017,7 @@ def main() -> None:
         "logs": str(logdir),
     }
     result["ratios"] = ratios(summary)
+    result["feature_costs"] = feature_costs(summary)
     out_path.write_text(json.dumps(result, indent=1))
     print()
     print(render(result))

@@ -251,7 +251,7 @@ def docstring(text: str, indent: int) -> str:
 def _param_doc(p: Param) -> str:
     doc = p.doc.rstrip()
     if p.engine_default:
-        doc += f" None uses the engine default, {p.default!r}."
+        doc += f" None uses the engine default, {p.engine_default_text}."
     return doc
 
 

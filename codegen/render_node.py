@@ -301,7 +301,8 @@ class NodeMethod:
         doc = node_text(p.node_doc or p.doc, self.known).rstrip()
         has, value = node_default(p)
         if p.engine_default and not p.node_has_default:
-            doc += f" Default: {ts_literal(p.default)} (the engine's)."
+            value = p.engine_default_doc or ts_literal(p.default)
+            doc += f" Default: {value} (the engine's)."
         elif has and value is not None:
             doc += f" Default: {ts_literal(value)}."
         return doc

@@ -62,6 +62,13 @@ class Param:
     node_doc: str | None = None
     node_has_default: bool | None = None
     node_default: Any = None
+    # `engine_default: "<text>"`: the engine computes the default; the text
+    # says how (it stands where the value would in the docs).
+    engine_default_doc: str | None = None
+
+    @property
+    def engine_default_text(self) -> str:
+        return self.engine_default_doc or repr(self.default)
 
     @property
     def keyword(self) -> bool:
@@ -483,7 +490,12 @@ class _Builder:
             type=self._type(raw["type"], f"{where}.type"),
             has_default="default" in raw,
             default=raw.get("default"),
-            engine_default=raw.get("engine_default", False),
+            engine_default=bool(raw.get("engine_default", False)),
+            engine_default_doc=(
+                raw["engine_default"]
+                if isinstance(raw.get("engine_default"), str)
+                else None
+            ),
             rules=[rules] if isinstance(rules, str) else list(rules),
             doc=raw.get("doc", ""),
             node_doc=node.get("doc"),
@@ -495,7 +507,17 @@ class _Builder:
                 f"{where}.node.default",
                 "a Node default needs a default in every language (set `default`)",
             )
-        if param.engine_default:
+        if param.engine_default_doc is not None:
+            if param.has_default:
+                raise self.fail(
+                    where,
+                    "a computed engine_default (text) takes no `default`",
+                )
+            if typeexpr.includes_none(param.type):
+                raise self.fail(
+                    where, "with engine_default, give the type without None"
+                )
+        elif param.engine_default:
             if param.default is None:
                 raise self.fail(
                     where,

@@ -95,6 +95,12 @@ def _method(raw: dict) -> dict:
             lambda r: _method(r)["params"][0].update(engine_default=True, default=None),
             "engine_default needs a non-null default",
         ),
+        (
+            lambda r: _method(r)["params"][0].update(
+                engine_default="twice the rest", default=3
+            ),
+            "a computed engine_default (text) takes no `default`",
+        ),
     ],
 )
 def test_cross_checks_name_the_path(tmp_path: Path, edit, expected: str) -> None:
@@ -148,6 +154,11 @@ def test_real_spec_model() -> None:
     )
     assert params["read_block_ms"].py_type == "int | None"
     assert params["read_block_ms"].py_default == "None"
+    # A default the engine computes: no value, the docs say how.
+    rc = params["read_count"]
+    assert rc.engine_default and not rc.has_default
+    assert rc.py_default == "None" and rc.py_type == "int | None"
+    assert rc.engine_default_text == "the concurrency, at most 1000"
     assert params["shutdown_timeout_ms"].py_default == "30000"
     assert params["queue_name"].node_name == "queueName"
     assert [c.name for c in spec.native_classes] == [

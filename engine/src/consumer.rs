@@ -26,6 +26,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Cap of the default read count: one read of every free slot fills the
+/// worker in one round trip (a fixed 64 under concurrency 100 split each
+/// refill in two reads, each waiting behind the settle scripts), but a
+/// read of many thousands would hold Redis for milliseconds.
+pub const AUTO_READ_COUNT_MAX: usize = 1000;
+
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub queue: String,
@@ -34,7 +40,9 @@ pub struct ConsumerConfig {
     pub concurrency: usize,
     pub max_attempts: u32,
     pub read_block_ms: u64,
-    pub read_count: usize,
+    /// Most entries one XREADGROUP takes; None: the concurrency, at most
+    /// `AUTO_READ_COUNT_MAX`. A read never takes more than the free slots.
+    pub read_count: Option<usize>,
     pub claim_min_idle_ms: u64,
     pub max_payload_bytes: usize,
     pub max_stream_len: u64,
@@ -58,7 +66,7 @@ impl ConsumerConfig {
             concurrency: 100,
             max_attempts: 25,
             read_block_ms: 5_000,
-            read_count: 64,
+            read_count: None,
             claim_min_idle_ms: 30_000,
             max_payload_bytes: 1_048_576,
             max_stream_len: 1_000_000,
@@ -74,6 +82,12 @@ impl ConsumerConfig {
         }
     }
 
+    /// The XREADGROUP COUNT in effect.
+    pub fn effective_read_count(&self) -> usize {
+        self.read_count
+            .unwrap_or_else(|| self.concurrency.min(AUTO_READ_COUNT_MAX))
+    }
+
     fn validate(&self) -> Result<()> {
         validate_queue_name("queue_name", &self.queue)?;
         let pos = |field: &str, v: u64| {
@@ -85,7 +99,9 @@ impl ConsumerConfig {
         };
         pos("concurrency", self.concurrency as u64)?;
         pos("max_attempts", self.max_attempts as u64)?;
-        pos("read_count", self.read_count as u64)?;
+        if let Some(n) = self.read_count {
+            pos("read_count", n as u64)?;
+        }
         pos("claim_min_idle_ms", self.claim_min_idle_ms)?;
         pos("max_payload_bytes", self.max_payload_bytes as u64)?;
         pos("max_stream_len", self.max_stream_len)?;
@@ -795,27 +811,45 @@ impl Inner {
         a.push(Value::from(self.cfg.dlq_max_stream_len as i64));
         a.push(Value::from(EVENTS_MAXLEN as i64));
         a.push(Value::from(ttl_secs as i64));
-        a.push(Value::from(batch.active.len() as i64));
-        for (id, name, att) in &batch.active {
+        // A run that starts and ends within one flush has its `active`
+        // event written with its `completed` one: its id, name and attempt
+        // travel once.
+        let mut unsent: HashMap<(&str, u32), usize> = HashMap::with_capacity(batch.active.len());
+        for (k, (id, _, att)) in batch.active.iter().enumerate() {
+            unsent.entry((id.as_str(), *att)).or_insert(k);
+        }
+        let mut ok: Vec<(&OkRec, bool)> = batch
+            .ok
+            .iter()
+            .map(|r| (r, unsent.remove(&(r.job_id.as_str(), r.attempt)).is_some()))
+            .collect();
+        // The script deletes acked entries by stream id order (see SETTLE).
+        ok.sort_by_cached_key(|(r, _)| streams::id_order(&r.stream_id));
+        let mut active: Vec<usize> = unsent.into_values().collect();
+        active.sort_unstable();
+        a.push(Value::from(active.len() as i64));
+        for k in active {
+            let (id, name, att) = &batch.active[k];
             a.push(Value::from(id.as_str()));
             a.push(Value::from(name.as_str()));
             a.push(Value::from(*att as i64));
         }
-        a.push(Value::from(batch.ok.len() as i64));
-        for r in &batch.ok {
+        a.push(Value::from(ok.len() as i64));
+        for (r, with_active) in ok {
             a.push(Value::from(r.stream_id.as_str()));
             a.push(Value::from(r.job_id.as_str()));
             a.push(Value::from(r.name.as_str()));
             a.push(Value::from(r.attempt as i64));
             a.push(Value::from(r.duration_us as i64));
+            let flags = |rk: usize| Value::from((rk * 2 + usize::from(with_active)) as i64);
             match &r.result {
                 Some(bytes) => {
                     keys.push(self.keys.result(&r.job_id).into());
-                    a.push(Value::from((keys.len() - 4) as i64));
+                    a.push(flags(keys.len() - 4));
                     a.push(Value::Bytes(bytes.clone()));
                 }
                 None => {
-                    a.push(Value::from(0i64));
+                    a.push(flags(0));
                     a.push(Value::from(""));
                 }
             }
@@ -917,7 +951,7 @@ async fn reader_loop(inner: Arc<Inner>) {
         if inner.stop_reading.is_cancelled() {
             break;
         }
-        let Some(n) = take_slots(&inner, inner.cfg.read_count).await else {
+        let Some(n) = take_slots(&inner, inner.cfg.effective_read_count()).await else {
             break;
         };
         let read = inner.reader.with_options(&fred::types::config::Options {
@@ -1177,7 +1211,7 @@ async fn recover(
                 Value::from(idle),
                 Value::from("-"),
                 Value::from("+"),
-                Value::from(inner.cfg.read_count as i64),
+                Value::from(inner.cfg.effective_read_count() as i64),
             ],
         )
         .await?;
@@ -1289,12 +1323,20 @@ async fn writer_loop(inner: Arc<Inner>) {
             // Events alone (`active`, `drained`) wait a moment for the
             // outcomes that usually follow, so that both ride one script
             // call; a slow handler delays its `active` event by at most this.
-            let only_events = {
+            // More `active` events (the next read's) do not end the wait.
+            let only_events = || {
                 let ob = inner.outbox.lock().unwrap();
                 !ob.is_empty() && ob.ok.is_empty() && ob.retry.is_empty() && ob.dlq.is_empty()
             };
-            if only_events && !inner.stop_all.is_cancelled() {
-                let _ = tokio::time::timeout(EVENT_COALESCE, inner.outbox_notify.notified()).await;
+            if only_events() {
+                let deadline = tokio::time::Instant::now() + EVENT_COALESCE;
+                while only_events() && !inner.stop_all.is_cancelled() {
+                    let woke =
+                        tokio::time::timeout_at(deadline, inner.outbox_notify.notified()).await;
+                    if woke.is_err() {
+                        break;
+                    }
+                }
             }
             let taken = {
                 let mut ob = inner.outbox.lock().unwrap();

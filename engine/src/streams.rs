@@ -4,6 +4,13 @@ use crate::errors::{Error, Result};
 use bytes::Bytes;
 use fred::prelude::Value;
 
+/// The order of stream ids (`<ms>-<seq>`); anything else sorts last.
+pub fn id_order(id: &str) -> (u64, u64) {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .unwrap_or((u64::MAX, u64::MAX))
+}
+
 /// (entry id, field/value pairs in order)
 pub type Entry = (String, Vec<(String, Bytes)>);
 
@@ -101,5 +108,22 @@ pub fn parse_read(v: Value) -> Result<Vec<Entry>> {
             "unexpected XREADGROUP reply {:?}",
             other.kind()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_order;
+
+    #[test]
+    fn id_order_is_numeric_with_junk_last() {
+        let mut ids = vec!["10-0", "9-5", "9-10", "junk", "1700000000000-3", "9-9"];
+        ids.sort_by_key(|s| id_order(s));
+        assert_eq!(
+            ids,
+            ["9-5", "9-9", "9-10", "10-0", "1700000000000-3", "junk"]
+        );
+        assert_eq!(id_order("5"), (u64::MAX, u64::MAX));
+        assert_eq!(id_order("5-x"), (u64::MAX, u64::MAX));
     }
 }

@@ -76,7 +76,12 @@ fn config(queue_name: String, o: Option<ConsumerOptions>) -> napi::Result<Consum
     set!(concurrency, opt_u64, "concurrency");
     set!(max_attempts, opt_u32, "maxAttempts");
     set!(read_block_ms, opt_u64, "readBlockMs");
-    set!(read_count, opt_u64, "readCount");
+    if let Some(v) = opt_u64("readCount", o.read_count)? {
+        cfg.read_count = Some(
+            v.try_into()
+                .map_err(|_| bad("readCount", "is out of range"))?,
+        );
+    }
     set!(claim_min_idle_ms, opt_u64, "claimMinIdleMs");
     set!(max_payload_bytes, opt_u64, "maxPayloadBytes");
     set!(max_stream_len, opt_u64, "maxStreamLen");

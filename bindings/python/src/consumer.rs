@@ -38,7 +38,7 @@ impl Consumer {
     #[new]
     #[pyo3(signature = (
         redis_url, queue_name, *, concurrency = 100, max_attempts = 25, group = "default",
-        consumer_id = None, read_block_ms = 5_000, read_count = 64, claim_min_idle_ms = 30_000,
+        consumer_id = None, read_block_ms = 5_000, read_count = None, claim_min_idle_ms = 30_000,
         max_payload_bytes = 1_048_576, max_stream_len = 1_000_000, dlq_max_stream_len = 100_000,
         events_enabled = true, delayed_enabled = true, run_scheduler = true, scheduler_tick_ms = 1_000,
         store_results = false, result_ttl_ms = 3_600_000, promoter_tick_ms = 100
@@ -52,7 +52,7 @@ impl Consumer {
         group: &str,
         consumer_id: Option<String>,
         read_block_ms: u64,
-        read_count: usize,
+        read_count: Option<usize>,
         claim_min_idle_ms: u64,
         max_payload_bytes: usize,
         max_stream_len: u64,

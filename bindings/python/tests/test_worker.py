@@ -373,3 +373,83 @@ async def test_custom_group(redis_url: str, queue_name: str, r: aioredis.Redis) 
     assert names == [b"alpha"]
     assert seen_a == [job.id]
     assert await pending(r, queue_name, "alpha") == 0
+
+
+async def _stream_job_ids(r: aioredis.Redis, queue: str) -> list[int]:
+    """The `data` of every job still in the stream, in stream order."""
+    out = []
+    for _id, fields in await r.xrange(key(queue, "stream")):
+        env = msgpack.unpackb(fields[b"d"])
+        out.append(msgpack.unpackb(env[1]))
+    return out
+
+
+async def test_acked_entries_deleted_while_an_older_job_runs(
+    redis_url: str, queue_name: str, r: aioredis.Redis
+) -> None:
+    # Entries newer than the oldest pending one cannot go by MINID trim:
+    # they are deleted one by one, and the old one stays until it is acked.
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def handler(job: Job) -> None:
+        if job.data == 0:
+            await release.wait()
+        done.append(job.data)
+
+    async with Queue(queue_name, redis_url=redis_url) as q:
+        await q.add_bulk([{"name": "j", "data": i} for i in range(30)])
+    w = fast_worker(queue_name, handler, redis_url, concurrency=4)
+    async with running(w):
+        await wait_until(lambda: len(done) == 29, what="29 quick jobs")
+
+        async def only_job_0_left() -> bool:
+            return await _stream_job_ids(r, queue_name) == [0]
+
+        await wait_until(only_job_0_left, what="the stream to hold job 0 only")
+        assert await pending(r, queue_name) == 1
+        release.set()
+        await wait_until(lambda: len(done) == 30, what="the slow job")
+
+        async def empty() -> bool:
+            return await stream_len(r, queue_name) == 0
+
+        await wait_until(empty, what="an empty stream")
+    assert await pending(r, queue_name) == 0
+    assert sorted(done) == list(range(30))
+
+
+async def test_deletes_never_reach_entries_not_yet_read(
+    redis_url: str, queue_name: str, r: aioredis.Redis
+) -> None:
+    # With nothing pending after an ack, the trim cuts just past the acked
+    # ids: the entries after them, not read yet, stay.
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def handler(job: Job) -> None:
+        if job.data == 3:
+            await release.wait()
+        done.append(job.data)
+
+    async with Queue(queue_name, redis_url=redis_url) as q:
+        await q.add_bulk([{"name": "j", "data": i} for i in range(10)])
+    w = fast_worker(queue_name, handler, redis_url, concurrency=1)
+    async with running(w):
+        await wait_until(lambda: done == [0, 1, 2], what="jobs 0-2")
+
+        async def acked_up_to_job_3() -> bool:
+            return await _stream_job_ids(r, queue_name) == list(range(3, 10))
+
+        await wait_until(acked_up_to_job_3, what="entries of jobs 3-9 only")
+        await asyncio.sleep(0.3)
+        assert await _stream_job_ids(r, queue_name) == list(range(3, 10))
+        release.set()
+        await wait_until(lambda: len(done) == 10, what="all jobs")
+
+        async def empty() -> bool:
+            return await stream_len(r, queue_name) == 0
+
+        await wait_until(empty, what="an empty stream")
+    assert done == list(range(10))
+    assert await pending(r, queue_name) == 0

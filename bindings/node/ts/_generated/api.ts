@@ -695,7 +695,11 @@ export interface WorkerOptions {
   consumerId?: string | null;
   /** XREADGROUP BLOCK timeout. Default: 5000 (the engine's). */
   readBlockMs?: number | null;
-  /** XREADGROUP COUNT. Default: 64 (the engine's). */
+  /**
+   * XREADGROUP COUNT: most entries one read takes. A read never takes more than
+   * the free handler slots. Default: the concurrency, at most 1000 (the
+   * engine's).
+   */
   readCount?: number | null;
   /**
    * Idle time after which another worker's pending job is recovered. Default:
@@ -757,7 +761,9 @@ export class Worker extends WorkerBase {
    *   one.
    * @param options.readBlockMs - XREADGROUP BLOCK timeout. Default: 5000 (the
    *   engine's).
-   * @param options.readCount - XREADGROUP COUNT. Default: 64 (the engine's).
+   * @param options.readCount - XREADGROUP COUNT: most entries one read takes. A
+   *   read never takes more than the free handler slots. Default: the
+   *   concurrency, at most 1000 (the engine's).
    * @param options.claimMinIdleMs - Idle time after which another worker's
    *   pending job is recovered. Default: 30000 (the engine's).
    * @param options.maxPayloadBytes - Larger payloads go to the dead-letter

@@ -103,7 +103,7 @@ class Consumer:
         group: str = "default",
         consumer_id: str | None = None,
         read_block_ms: int = 5000,
-        read_count: int = 64,
+        read_count: int | None = None,
         claim_min_idle_ms: int = 30000,
         max_payload_bytes: int = 1048576,
         max_stream_len: int = 1000000,

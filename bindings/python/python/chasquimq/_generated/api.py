@@ -593,7 +593,9 @@ class Worker(WorkerBase):
             consumer_id: XREADGROUP consumer name; None picks a unique one.
             read_block_ms: XREADGROUP BLOCK timeout. None uses the engine default,
                 5000.
-            read_count: XREADGROUP COUNT. None uses the engine default, 64.
+            read_count: XREADGROUP COUNT: most entries one read takes. A read never
+                takes more than the free handler slots. None uses the engine default,
+                the concurrency, at most 1000.
             claim_min_idle_ms: Idle time after which another worker's pending job is
                 recovered. None uses the engine default, 30000.
             max_payload_bytes: Larger payloads go to the dead-letter queue. None
