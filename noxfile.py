@@ -63,14 +63,20 @@ def _need_node(session: nox.Session) -> None:
         )
 
 
+def _npm_ci(session: nox.Session) -> None:
+    """npm ci in bindings/node, only when package-lock.json changed."""
+    installed = NODE / "node_modules" / ".package-lock.json"
+    lock = NODE / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        with session.chdir(NODE):
+            session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+
+
 def _build_node(session: nox.Session) -> None:
     """npm ci (only when package-lock.json changed), the native module, the TypeScript."""
     _need_node(session)
-    installed = NODE / "node_modules" / ".package-lock.json"
-    lock = NODE / "package-lock.json"
+    _npm_ci(session)
     with session.chdir(NODE):
-        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-            session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
         session.run("npm", "run", "build", external=True)
 
 
@@ -282,6 +288,16 @@ def _bench_node_binding(session: nox.Session, *, build: bool) -> Path | None:
     if not build:
         return dest if (dest / "native" / "index.js").exists() else None
     napi = pkg / "node_modules" / ".bin" / "napi"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        session.warn(
+            "node and npm are not on PATH: the chasquimq (Node) rows say not available"
+        )
+        return None
+    # Its dependencies and the TypeScript (a fresh clone has neither); the
+    # native module is built below, in release mode.
+    _npm_ci(session)
+    with session.chdir(pkg):
+        session.run("npm", "run", "build:ts", external=True)
     if not (pkg / "dist" / "index.js").exists() or not napi.exists():
         session.warn(
             "bindings/node is not built (dist/, node_modules/): its rows say not available"

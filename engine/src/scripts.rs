@@ -146,11 +146,16 @@ if n > 0 then
   for k = 0, n - 1 do ids[k + 1] = ARGV[i + k * 7] end
   -- XACK + delete_acked on every server: cheaper than XACKDEL, which
   -- seeks each id like XDEL.
+  local newly = 0
   for s = 1, n, 500 do
-    acked = acked + redis.call('XACK', stream, group, unpack(ids, s, math.min(s + 499, n)))
+    newly = newly + redis.call('XACK', stream, group, unpack(ids, s, math.min(s + 499, n)))
   end
+  acked = acked + newly
   delete_acked(ids)
-  for _ = 1, n do
+  -- None was pending: this flush already ran (retried after a lost reply)
+  -- or others settled these entries; their events and results are written.
+  if newly == 0 then i = i + n * 7 end
+  for _ = 1, newly > 0 and n or 0 do
     local jid, name, att, dur, f = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
     local rk = math.floor(f / 2)
     if rk > 0 then redis.call('SET', KEYS[4 + rk], ARGV[i + 6], 'EX', ttl) end

@@ -32,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(errors::_engine_error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(testing::_testing_set_clock_ms, m)?)?;
     m.add_function(wrap_pyfunction!(testing::_testing_set_id_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(testing::_engine_worker_threads, m)?)?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<completions::Completions>()?;
     m.add_class::<consumer::Consumer>()?;

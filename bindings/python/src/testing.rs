@@ -19,3 +19,11 @@ pub fn _testing_set_clock_ms(ms: Option<u64>) {
 pub fn _testing_set_id_seed(seed: Option<u64>) {
     chasquimq::clock::set_test_id_seed(seed);
 }
+
+/// The engine runtime's worker threads (`CHASQUIMQ_ENGINE_THREADS`,
+/// default 1); starts the runtime if it is not running.
+#[pyfunction]
+pub fn _engine_worker_threads() -> PyResult<usize> {
+    let rt = chasquimq::runtime::runtime().map_err(crate::errors::to_py)?;
+    Ok(rt.metrics().num_workers())
+}

@@ -384,39 +384,57 @@ async def _stream_job_ids(r: aioredis.Redis, queue: str) -> list[int]:
     return out
 
 
+async def _hold_one_job(
+    r: aioredis.Redis,
+    redis_url: str,
+    queue: str,
+    *,
+    jobs: int,
+    held: int,
+    concurrency: int,
+    left: list[int],
+) -> list[int]:
+    """Runs jobs 0..jobs-1 with job `held` blocked until the stream holds
+    exactly the jobs `left` (and still does 0.3 s later), then lets it
+    finish; returns the jobs in the order their handlers ended."""
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def handler(job: Job) -> None:
+        if job.data == held:
+            await release.wait()
+        done.append(job.data)
+
+    async def stream_holds_left() -> bool:
+        return await _stream_job_ids(r, queue) == left
+
+    async def empty() -> bool:
+        return await stream_len(r, queue) == 0
+
+    async with Queue(queue, redis_url=redis_url) as q:
+        await q.add_bulk([{"name": "j", "data": i} for i in range(jobs)])
+    w = fast_worker(queue, handler, redis_url, concurrency=concurrency)
+    async with running(w):
+        await wait_until(stream_holds_left, what=f"the stream to hold jobs {left}")
+        await asyncio.sleep(0.3)
+        assert await _stream_job_ids(r, queue) == left
+        assert await pending(r, queue) == 1
+        release.set()
+        await wait_until(lambda: len(done) == jobs, what="every job")
+        await wait_until(empty, what="an empty stream")
+    assert await pending(r, queue) == 0
+    return done
+
+
 async def test_acked_entries_deleted_while_an_older_job_runs(
     redis_url: str, queue_name: str, r: aioredis.Redis
 ) -> None:
     # Entries newer than the oldest pending one cannot go by MINID trim:
     # they are deleted one by one, and the old one stays until it is acked.
-    release = asyncio.Event()
-    done: list[int] = []
-
-    async def handler(job: Job) -> None:
-        if job.data == 0:
-            await release.wait()
-        done.append(job.data)
-
-    async with Queue(queue_name, redis_url=redis_url) as q:
-        await q.add_bulk([{"name": "j", "data": i} for i in range(30)])
-    w = fast_worker(queue_name, handler, redis_url, concurrency=4)
-    async with running(w):
-        await wait_until(lambda: len(done) == 29, what="29 quick jobs")
-
-        async def only_job_0_left() -> bool:
-            return await _stream_job_ids(r, queue_name) == [0]
-
-        await wait_until(only_job_0_left, what="the stream to hold job 0 only")
-        assert await pending(r, queue_name) == 1
-        release.set()
-        await wait_until(lambda: len(done) == 30, what="the slow job")
-
-        async def empty() -> bool:
-            return await stream_len(r, queue_name) == 0
-
-        await wait_until(empty, what="an empty stream")
-    assert await pending(r, queue_name) == 0
-    assert sorted(done) == list(range(30))
+    done = await _hold_one_job(
+        r, redis_url, queue_name, jobs=30, held=0, concurrency=4, left=[0]
+    )
+    assert sorted(done) == list(range(30)) and done[-1] == 0
 
 
 async def test_deletes_never_reach_entries_not_yet_read(
@@ -424,32 +442,13 @@ async def test_deletes_never_reach_entries_not_yet_read(
 ) -> None:
     # With nothing pending after an ack, the trim cuts just past the acked
     # ids: the entries after them, not read yet, stay.
-    release = asyncio.Event()
-    done: list[int] = []
-
-    async def handler(job: Job) -> None:
-        if job.data == 3:
-            await release.wait()
-        done.append(job.data)
-
-    async with Queue(queue_name, redis_url=redis_url) as q:
-        await q.add_bulk([{"name": "j", "data": i} for i in range(10)])
-    w = fast_worker(queue_name, handler, redis_url, concurrency=1)
-    async with running(w):
-        await wait_until(lambda: done == [0, 1, 2], what="jobs 0-2")
-
-        async def acked_up_to_job_3() -> bool:
-            return await _stream_job_ids(r, queue_name) == list(range(3, 10))
-
-        await wait_until(acked_up_to_job_3, what="entries of jobs 3-9 only")
-        await asyncio.sleep(0.3)
-        assert await _stream_job_ids(r, queue_name) == list(range(3, 10))
-        release.set()
-        await wait_until(lambda: len(done) == 10, what="all jobs")
-
-        async def empty() -> bool:
-            return await stream_len(r, queue_name) == 0
-
-        await wait_until(empty, what="an empty stream")
+    done = await _hold_one_job(
+        r,
+        redis_url,
+        queue_name,
+        jobs=10,
+        held=3,
+        concurrency=1,
+        left=list(range(3, 10)),
+    )
     assert done == list(range(10))
-    assert await pending(r, queue_name) == 0

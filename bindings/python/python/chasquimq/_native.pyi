@@ -29,6 +29,11 @@ def _testing_set_id_seed(seed: int | None) -> None:
     from `seed` (restarting it); None restores random ULIDs.
     """
 
+def _engine_worker_threads() -> int:
+    """The engine runtime's worker threads (CHASQUIMQ_ENGINE_THREADS, default 1); starts
+    the runtime if it is not running.
+    """
+
 def _exit_barrier() -> None:
     """Stop engine threads from resolving awaitables and wait for those in progress
     (registered with atexit at import).
