@@ -293,11 +293,11 @@ def _bench_node_binding(session: nox.Session, *, build: bool) -> Path | None:
             "node and npm are not on PATH: the chasquimq (Node) rows say not available"
         )
         return None
-    # Its dependencies and the TypeScript (a fresh clone has neither); the
-    # native module is built below, in release mode.
-    _npm_ci(session)
-    with session.chdir(pkg):
-        session.run("npm", "run", "build:ts", external=True)
+    # A fresh clone has no node_modules and no dist/: build the package as
+    # build-node does (its TypeScript needs the native module's typings);
+    # the module the harness loads is the release build below.
+    if not (pkg / "dist" / "index.js").exists() or not napi.exists():
+        _build_node(session)
     if not (pkg / "dist" / "index.js").exists() or not napi.exists():
         session.warn(
             "bindings/node is not built (dist/, node_modules/): its rows say not available"
