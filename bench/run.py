@@ -287,6 +287,10 @@ def _window(r: dict[str, Any]) -> tuple[float, float, float]:
     return e["wall"] - s["wall"], e["cpu"] - s["cpu"], e["redis_cpu"] - s["redis_cpu"]
 
 
+# Run interleaved for chasquimq (see main).
+PAIRED = ("worker-noop", "worker-noop-events-off", "worker-results")
+
+
 def run_one(
     env: Env, lib: Lib, sc: Scenario, n: int, preload_n: int | None = None
 ) -> dict[str, Any]:
@@ -774,7 +778,9 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             "Worker throughput with the events stream on (the default) and with "
             "`store_results` as a share of the same worker with events off, from the "
-            "worker-noop, worker-results and worker-noop-events-off rows above.\n"
+            "worker-noop, worker-results and worker-noop-events-off rows above, which run "
+            "interleaved (one repeat of each in turn) so that the machine's drift does not "
+            "enter the ratios.\n"
         )
         lines.append(
             "| library | events off jobs/s | events on jobs/s | on ÷ off | results jobs/s | results ÷ off |"
@@ -943,51 +949,77 @@ def main() -> None:
             print(f"  ceiling: {c['case']}: {_fmt(c.get('per_s'))}/s", flush=True)
 
         runs: list[dict[str, Any]] = []
-        summary: dict[str, dict[str, Any]] = {}
-        for sc in scenarios:
+        summary: dict[str, dict[str, Any]] = {sc.name: {} for sc in scenarios}
+        lib_runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+        def one(sc: Scenario, lib: Lib, rep: int) -> None:
+            """Runs `lib` once in `sc`; records and prints the run."""
             n = max(1, round(sc.n * args.scale))
-            summary[sc.name] = {}
+            mine = lib_runs.setdefault((sc.name, lib.name), [])
+            t0 = time.monotonic()
+            rates = [x["jobs_per_s"] for x in mine if "jobs_per_s" in x]
+            preload_n = None
+            if rates:
+                rate = statistics.median(rates)
+                preload_n = max(1000, int(rate * args.cap_seconds * 1.5))
+            try:
+                r = run_one(env, lib, sc, n, preload_n)
+            except Exception as e:
+                r = {"error": f"harness: {type(e).__name__}: {e}"}
+            r.update(
+                scenario=sc.name,
+                lib=lib.name,
+                repeat=rep,
+                seconds=time.monotonic() - t0,
+                loadavg=os.getloadavg()[0],
+            )
+            runs.append(r)
+            mine.append(r)
+            if "jobs_per_s" in r:
+                msg = f"{r['jobs_per_s']:>10,.0f} jobs/s  ({r['count']:,} jobs, {r['wall_s']:.2f} s{', capped' if r.get('capped') else ''})"
+                if "latency_ms" in r:
+                    msg += f"  p50 {r['latency_ms']['p50']:.1f} ms p99 {r['latency_ms']['p99']:.1f} ms"
+            else:
+                msg = r.get("unsupported") or f"FAILED: {r.get('error')}"
+            print(f"{sc.name:24} {lib.name:15} #{rep + 1} {msg}", flush=True)
+
+        def unsupported(sc: Scenario, lib: Lib) -> str | None:
+            ok, why = available[lib.name]
+            reason = why if not ok else UNSUPPORTED.get((lib.name, sc.name))
+            if reason:
+                summary[sc.name][lib.name] = {"ok": False, "status": reason}
+                runs.append(
+                    {"scenario": sc.name, "lib": lib.name, "unsupported": reason}
+                )
+                print(f"{sc.name:24} {lib.name:15} {reason}", flush=True)
+            return reason
+
+        # chasquimq's worker scenarios that differ only in its switches run
+        # interleaved, repeat by repeat, so that their ratios (what events
+        # and results cost) do not take in the machine's drift over the
+        # minutes between scenarios.
+        paired = [sc for sc in scenarios if sc.name in PAIRED]
+        for sc in scenarios:
             for lib in libs:
-                ok, why = available[lib.name]
-                reason = why if not ok else UNSUPPORTED.get((lib.name, sc.name))
-                if reason:
-                    summary[sc.name][lib.name] = {"ok": False, "status": reason}
-                    runs.append(
-                        {"scenario": sc.name, "lib": lib.name, "unsupported": reason}
-                    )
-                    print(f"{sc.name:24} {lib.name:15} {reason}", flush=True)
+                if lib.name.startswith("chasquimq") and sc in paired:
+                    if sc is not paired[0]:
+                        continue  # ran with the first of the group
+                    group = [p for p in paired if not unsupported(p, lib)]
+                    for rep in range(args.repeats):
+                        for p in group:
+                            one(p, lib, rep)
+                    for p in group:
+                        summary[p.name][lib.name] = summarize(
+                            lib_runs[(p.name, lib.name)]
+                        )
                     continue
-                lib_runs: list[dict[str, Any]] = []
+                if unsupported(sc, lib):
+                    continue
                 for rep in range(args.repeats):
-                    t0 = time.monotonic()
-                    rates = [x["jobs_per_s"] for x in lib_runs if "jobs_per_s" in x]
-                    preload_n = None
-                    if rates:
-                        rate = statistics.median(rates)
-                        preload_n = max(1000, int(rate * args.cap_seconds * 1.5))
-                    try:
-                        r = run_one(env, lib, sc, n, preload_n)
-                    except Exception as e:
-                        r = {"error": f"harness: {type(e).__name__}: {e}"}
-                    r.update(
-                        scenario=sc.name,
-                        lib=lib.name,
-                        repeat=rep,
-                        seconds=time.monotonic() - t0,
-                        loadavg=os.getloadavg()[0],
-                    )
-                    runs.append(r)
-                    lib_runs.append(r)
-                    if "jobs_per_s" in r:
-                        msg = f"{r['jobs_per_s']:>10,.0f} jobs/s  ({r['count']:,} jobs, {r['wall_s']:.2f} s{', capped' if r.get('capped') else ''})"
-                        if "latency_ms" in r:
-                            msg += f"  p50 {r['latency_ms']['p50']:.1f} ms p99 {r['latency_ms']['p99']:.1f} ms"
-                    else:
-                        msg = r.get("unsupported") or f"FAILED: {r.get('error')}"
-                    print(f"{sc.name:24} {lib.name:15} #{rep + 1} {msg}", flush=True)
-                    if "unsupported" in r:
+                    one(sc, lib, rep)
+                    if "unsupported" in runs[-1]:
                         break
-                summary[sc.name][lib.name] = summarize(lib_runs)
+                summary[sc.name][lib.name] = summarize(lib_runs[(sc.name, lib.name)])
 
     facts["loadavg_at_end"] = os.getloadavg()
     result = {
