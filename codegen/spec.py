@@ -507,18 +507,13 @@ class _Builder:
                 f"{where}.node.default",
                 "a Node default needs a default in every language (set `default`)",
             )
-        if param.engine_default_doc is not None:
-            if param.has_default:
+        if param.engine_default:
+            if param.engine_default_doc is not None and param.has_default:
                 raise self.fail(
                     where,
                     "a computed engine_default (text) takes no `default`",
                 )
-            if typeexpr.includes_none(param.type):
-                raise self.fail(
-                    where, "with engine_default, give the type without None"
-                )
-        elif param.engine_default:
-            if param.default is None:
+            if param.engine_default_doc is None and param.default is None:
                 raise self.fail(
                     where,
                     "engine_default needs a non-null default (the engine's value)",
