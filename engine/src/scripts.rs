@@ -154,16 +154,19 @@ if n > 0 then
   delete_acked(ids)
   -- None was pending: this flush already ran (retried after a lost reply)
   -- or others settled these entries; their events and results are written.
-  if newly == 0 then i = i + n * 7 end
-  for _ = 1, newly > 0 and n or 0 do
-    local jid, name, att, dur, f = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-    local rk = math.floor(f / 2)
-    if rk > 0 then redis.call('SET', KEYS[4 + rk], ARGV[i + 6], 'EX', ttl) end
-    if ev then
-      if f % 2 == 1 then emit2('active', jid, name, 'attempt', att) end
-      emit2('completed', jid, name, 'attempt', att, 'duration_us', dur)
+  if newly == 0 then
+    i = i + n * 7
+  else
+    for _ = 1, n do
+      local jid, name, att, dur, f = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+      local rk = math.floor(f / 2)
+      if rk > 0 then redis.call('SET', KEYS[4 + rk], ARGV[i + 6], 'EX', ttl) end
+      if ev then
+        if f % 2 == 1 then emit2('active', jid, name, 'attempt', att) end
+        emit2('completed', jid, name, 'attempt', att, 'duration_us', dur)
+      end
+      i = i + 7
     end
-    i = i + 7
   end
 end
 

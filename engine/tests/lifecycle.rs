@@ -6,7 +6,7 @@ use chasquimq::{
     AddOptions, Backoff, BackoffKind, Consumer, ConsumerConfig, Envelope, FailKind, NewJob,
     Outcome, Producer, ProducerConfig, RetryOverride,
 };
-use common::RedisServer;
+use common::{raw, RedisServer};
 use fred::prelude::*;
 use std::time::Duration;
 
@@ -16,12 +16,6 @@ fn job(name: &str, payload: &[u8]) -> NewJob {
         payload: payload.to_vec(),
         options: AddOptions::default(),
     }
-}
-
-async fn raw(url: &str) -> Client {
-    let c = Client::new(Config::from_url(url).unwrap(), None, None, None);
-    c.init().await.unwrap();
-    c
 }
 
 fn consumer_cfg(queue: &str) -> ConsumerConfig {

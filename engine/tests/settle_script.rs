@@ -4,18 +4,12 @@
 mod common;
 
 use chasquimq::scripts::SETTLE;
-use common::RedisServer;
+use common::{raw, RedisServer};
 use fred::prelude::*;
 use std::collections::HashMap;
 
 const STREAM: &str = "{chasqui:s}:stream";
 const EVENTS: &str = "{chasqui:s}:events";
-
-async fn raw(url: &str) -> Client {
-    let c = Client::new(Config::from_url(url).unwrap(), None, None, None);
-    c.init().await.unwrap();
-    c
-}
 
 /// Adds `n` entries (`d` = i) and returns their ids.
 async fn add(r: &Client, n: usize) -> Vec<String> {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use fred::prelude::*;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,4 +58,11 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A plain fred client for asserting on what is stored in Redis.
+pub async fn raw(url: &str) -> Client {
+    let c = Client::new(Config::from_url(url).unwrap(), None, None, None);
+    c.init().await.unwrap();
+    c
 }
