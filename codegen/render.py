@@ -46,13 +46,14 @@ def generate(spec: Spec, targets: dict[str, Path] | None = None) -> dict[Path, s
     env = _environment(spec)
     outputs: dict[Path, str] = {}
     for language, out_dir in (targets or TARGETS).items():
+        lang_spec = spec.for_language(language)
         base = TEMPLATES / language
         for template_path in sorted(base.rglob("*.j2")):
             relative = template_path.relative_to(base)
             target = out_dir / relative.with_suffix("")
             template = env.get_template(template_path.relative_to(TEMPLATES).as_posix())
             try:
-                text = template.render(spec=spec)
+                text = template.render(spec=lang_spec)
             except (jinja2.TemplateError, render_node.NodeRenderError) as exc:
                 raise RenderError(f"{template_path}: {exc}") from exc
             if target.suffix in {".py", ".pyi"}:
@@ -157,7 +158,7 @@ def bare_signature(method: Method, first: str = "self") -> str:
 def contract(spec: Spec) -> str:
     """What the hand-written bases must provide, as Python stub text per module."""
     env = _environment(spec)
-    return env.get_template("contract.pyi.j2").render(spec=spec)
+    return env.get_template("contract.pyi.j2").render(spec=spec.for_language("python"))
 
 
 def validation(method: Method) -> list[str]:

@@ -6,6 +6,7 @@ it, e.g. `spec/api.yaml: classes[Queue].methods[add].params[delay]: ...`.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ class Param:
     # `engine_default: "<text>"`: the engine computes the default; the text
     # says how (it stands where the value would in the docs).
     engine_default_doc: str | None = None
+    # `languages: [python]`: the surfaces that have this parameter (a
+    # setting that means nothing in the other language, e.g. a thread pool).
+    languages: tuple[str, ...] = ("python", "node")
 
     @property
     def engine_default_text(self) -> str:
@@ -160,6 +164,7 @@ class Property:
     type: Type
     alias_of: str | None
     doc: str
+    languages: tuple[str, ...] = ("python", "node")
 
     @property
     def py_type(self) -> str:
@@ -273,6 +278,20 @@ class Spec:
     def public_native(self) -> list[str]:
         names = [c.name for c in self.native_classes if c.public]
         return names + [f.name for f in self.native_functions if f.public]
+
+    def for_language(self, language: str) -> Spec:
+        """This spec without the parameters other languages alone have."""
+        spec = copy.deepcopy(self)
+        methods: list[Method] = []
+        for cls in spec.classes:
+            methods += [cls.init, *cls.methods]
+        for dc in spec.dataclasses:
+            methods += [*dc.methods, *dc.factories]
+        for m in methods:
+            m.params = [p for p in m.params if language in p.languages]
+        for owner in [*spec.classes, *spec.dataclasses]:
+            owner.properties = [p for p in owner.properties if language in p.languages]
+        return spec
 
 
 def py_literal(value: Any) -> str:
@@ -501,7 +520,17 @@ class _Builder:
             node_doc=node.get("doc"),
             node_has_default=("default" in node) if node else None,
             node_default=node.get("default"),
+            languages=tuple(raw.get("languages", ("python", "node"))),
         )
+        if node and "node" not in param.languages:
+            raise self.fail(
+                f"{where}.node", "a parameter Node does not have takes no node: key"
+            )
+        if not param.kind == "keyword" and len(param.languages) < 2:
+            raise self.fail(
+                f"{where}.languages",
+                "only keyword parameters may be missing from a language",
+            )
         if node and "default" in node and "default" not in raw:
             raise self.fail(
                 f"{where}.node.default",
@@ -634,16 +663,26 @@ class _Builder:
         return method
 
     def _properties(self, raws: list[dict[str, Any]], where: str) -> list[Property]:
-        return [
-            Property(
+        props = []
+        for p in raws:
+            at = f"{where}.properties[{p['name']}]"
+            prop = Property(
                 p["name"],
                 p.get("node_name", camel(p["name"])),
-                self._type(p["type"], f"{where}.properties[{p['name']}].type"),
+                self._type(p["type"], f"{at}.type"),
                 p.get("alias_of"),
                 p["doc"],
+                tuple(p.get("languages", ("python", "node"))),
             )
-            for p in raws
-        ]
+            if (
+                "python" in prop.languages
+                and typeexpr.names(prop.type) & typeexpr.NODE_ONLY
+            ):
+                raise self.fail(
+                    f"{at}.type", "a Node-only type needs languages: [node]"
+                )
+            props.append(prop)
+        return props
 
     def _dataclass(self, raw: dict[str, Any]) -> DataClass:
         where = f"dataclasses[{raw['name']}]"

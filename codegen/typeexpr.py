@@ -33,7 +33,12 @@ VOCABULARY: dict[str, tuple[str | None, int | None]] = {
     "Awaitable": ("collections.abc", 1),
     "datetime": ("datetime", 0),
     "timedelta": ("datetime", 0),
+    # Node's own: only on items whose `languages` is [node].
+    "AbortSignal": (None, 0),
 }
+
+#: Names that exist in one language only (see `Param.languages`).
+NODE_ONLY = frozenset({"AbortSignal"})
 
 _TOKEN = re.compile(r"\s*(?:(\.\.\.)|([A-Za-z_][A-Za-z0-9_]*)|([\[\],|]))")
 
@@ -200,6 +205,7 @@ _TS_NAMES = {
     "Any": "any",
     "datetime": "Date",
     "timedelta": "number",
+    "AbortSignal": "AbortSignal",
 }
 
 

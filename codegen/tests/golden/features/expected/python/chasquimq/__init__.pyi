@@ -138,6 +138,7 @@ class Box:
         *,
         capacity: int | None = None,
         label: str | None = None,
+        threads: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -146,6 +147,7 @@ class Box:
             callback: Called per item.
             capacity: Most items. None uses the engine default, 10.
             label: A label without rules.
+            threads: Python alone has it.
 
         Raises:
             ArgError: Bad value.

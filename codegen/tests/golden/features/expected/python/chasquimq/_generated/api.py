@@ -31,6 +31,7 @@ class Box(BoxBase):
         *,
         capacity: int | None = None,
         label: str | None = None,
+        threads: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -39,6 +40,7 @@ class Box(BoxBase):
             callback: Called per item.
             capacity: Most items. None uses the engine default, 10.
             label: A label without rules.
+            threads: Python alone has it.
 
         Raises:
             ArgError: Bad value.
@@ -48,7 +50,9 @@ class Box(BoxBase):
         _validate.handler("callback", callback)
         if capacity is not None:
             _validate.positive_int("capacity", capacity)
-        self._init(name, callback, capacity=capacity, label=label)
+        if threads is not None:
+            _validate.positive_int("threads", threads)
+        self._init(name, callback, capacity=capacity, label=label, threads=threads)
 
     @property
     def is_open(self) -> bool:
