@@ -36,6 +36,10 @@ PY_TEST_DEPS = [
     "pytest-asyncio>=0.24",
     "hypothesis>=6",
     "pyyaml>=6",
+    # Handlers as users write them (tests/test_handlers.py).
+    "httpx>=0.27",
+    "aiohttp>=3.9",
+    "anyio>=4",
 ]
 CODEGEN_DEPS = ["jinja2>=3.1", "pyyaml>=6", "jsonschema>=4", "ruff>=0.6", "pytest>=8"]
 

@@ -203,13 +203,16 @@ def text(b: bytes) -> Any:
 def retry_view(r: Any) -> Any:
     if r is None:
         return None
-    if not (isinstance(r, list) and len(r) == 2):
+    if not (isinstance(r, list) and len(r) in (2, 3)):
         return {"unexpected": canon(r)}
     backoff = r[1]
     if isinstance(backoff, list) and len(backoff) == 5:
         names = ("kind", "delay_ms", "max_delay_ms", "multiplier", "jitter_ms")
         backoff = dict(zip(names, canon(backoff), strict=True))
-    return {"max_attempts": r[0], "backoff": canon(backoff)}
+    view = {"max_attempts": r[0], "backoff": canon(backoff)}
+    if len(r) == 3:  # the time limit's slot, written only when set
+        view["timeout_ms"] = r[2]
+    return view
 
 
 def payload_view(payload: Any) -> Any:

@@ -234,8 +234,13 @@ class Run {
         attempt: job.attempt,
         created_at_ms: job.createdAtMs,
       });
+      const below = job.attempt < (behaviour.until_attempt ?? Infinity);
+      if (behaviour.hangs && below) {
+        // Until the time limit fails the run (job.signal aborts then).
+        await new Promise((resolve) => job.signal.addEventListener("abort", resolve));
+      }
       const raises = behaviour.raises;
-      if (raises && job.attempt < (behaviour.until_attempt ?? Infinity)) {
+      if (raises && below) {
         const cls = raises === "unrecoverable" ? chasqui.UnrecoverableError : Error;
         throw new cls(behaviour.message ?? "failed");
       }

@@ -220,8 +220,11 @@ class Run:
                     "created_at_ms": job.created_at_ms,
                 }
             )
+            below = job.attempt < behaviour.get("until_attempt", math.inf)
+            if behaviour.get("hangs") and below:
+                await asyncio.Event().wait()  # until the time limit cancels it
             raises = behaviour.get("raises")
-            if raises and job.attempt < behaviour.get("until_attempt", math.inf):
+            if raises and below:
                 cls = UnrecoverableError if raises == "unrecoverable" else Error
                 raise cls(behaviour.get("message", "failed"))
             return returns

@@ -55,6 +55,8 @@ pub struct ConsumerConfig {
     pub store_results: bool,
     pub result_ttl_ms: u64,
     pub backoff: Backoff,
+    /// Time limit of one run when the job sets none (None: no limit).
+    pub job_timeout_ms: Option<u64>,
 }
 
 impl ConsumerConfig {
@@ -79,6 +81,7 @@ impl ConsumerConfig {
             store_results: false,
             result_ttl_ms: 3_600_000,
             backoff: Backoff::queue_default(),
+            job_timeout_ms: None,
         }
     }
 
@@ -109,6 +112,9 @@ impl ConsumerConfig {
         pos("scheduler_tick_ms", self.scheduler_tick_ms)?;
         pos("promoter_tick_ms", self.promoter_tick_ms)?;
         pos("result_ttl_ms", self.result_ttl_ms)?;
+        if let Some(t) = self.job_timeout_ms {
+            pos("job_timeout_ms", t)?;
+        }
         if self.concurrency > 100_000 {
             return Err(Error::invalid_argument(
                 "concurrency",
@@ -132,6 +138,8 @@ pub struct Delivery {
     /// 1-indexed run number.
     pub attempt: u32,
     pub created_at_ms: u64,
+    /// Time limit of this run: the job's own, else the worker's.
+    pub timeout_ms: Option<u64>,
 }
 
 /// Why a job failed, which decides retry or DLQ.
@@ -143,6 +151,9 @@ pub enum FailKind {
     Unrecoverable,
     /// The user payload is not msgpack: DLQ `decode_failed`, no handler ran.
     DecodeFailed,
+    /// The run passed its time limit (`Delivery::timeout_ms`): retried like
+    /// `Retryable`; the engine writes the reason.
+    Timeout,
 }
 
 /// What the language layer reports for a delivered job.
@@ -174,6 +185,7 @@ struct InFlight {
     /// Previous failed runs, counting crash redeliveries.
     prior: u32,
     max_attempts: u32,
+    timeout_ms: Option<u64>,
     leased_at: Instant,
 }
 
@@ -237,6 +249,11 @@ const EVENT_COALESCE: Duration = Duration::from_millis(2);
 
 /// Longest failure reason kept in events and the DLQ.
 const MAX_REASON_BYTES: usize = 1024;
+
+/// The failure reason of a run past its time limit (events and DLQ detail).
+pub fn timeout_reason(limit_ms: u64) -> String {
+    format!("timeout: the handler ran longer than its {limit_ms} ms limit (timeout_ms)")
+}
 
 fn clip(mut s: String) -> String {
     if s.len() > MAX_REASON_BYTES {
@@ -552,7 +569,10 @@ impl Inner {
                         duration_us,
                         ..
                     } => {
-                        let reason = clip(reason);
+                        let reason = match (kind, job.timeout_ms) {
+                            (FailKind::Timeout, Some(ms)) => timeout_reason(ms),
+                            _ => clip(reason),
+                        };
                         let next = job.prior + 1;
                         if kind == FailKind::DecodeFailed {
                             dlq.push(DlqRec {
@@ -758,6 +778,12 @@ impl Inner {
                 dlq.push(route("stalled", detail, d, name_str, env.id));
                 continue;
             }
+            let timeout_ms = env
+                .retry
+                .as_ref()
+                .and_then(|r| r.timeout_ms)
+                .or(self.cfg.job_timeout_ms)
+                .filter(|&ms| ms > 0);
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
             if self.cfg.events_enabled {
                 active.push((env.id.clone(), name_str.clone(), prior + 1));
@@ -772,6 +798,7 @@ impl Inner {
                     name: name_str.clone(),
                     prior,
                     max_attempts,
+                    timeout_ms,
                     leased_at: now,
                 },
             );
@@ -782,6 +809,7 @@ impl Inner {
                 payload,
                 attempt: prior + 1,
                 created_at_ms: env.created_at_ms,
+                timeout_ms,
             });
         }
         self.mark_settling(dlq.iter().map(|r| &r.stream_id));

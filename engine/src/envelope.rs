@@ -81,11 +81,16 @@ impl Backoff {
     }
 }
 
-/// Per-job retry override: the envelope's optional fifth element.
+/// Per-job retry override: the envelope's optional fifth element,
+/// `[max_attempts|nil, backoff|nil]`, with a third slot `timeout_ms` that
+/// is written only when the job has a time limit (so jobs without one keep
+/// the 1.x bytes; readers skip slots they do not know).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RetryOverride {
     pub max_attempts: Option<u32>,
     pub backoff: Option<Backoff>,
+    /// Per-job time limit of one run, in ms (overrides the worker's).
+    pub timeout_ms: Option<u64>,
 }
 
 /// The job envelope stored in the stream's `d` field.
@@ -170,9 +175,11 @@ impl Envelope {
     }
 }
 
-/// Encodes a retry override as `[max_attempts|nil, backoff|nil]`.
+/// Encodes a retry override as `[max_attempts|nil, backoff|nil]`, plus
+/// `timeout_ms` as a third element when set.
 pub fn encode_retry(out: &mut Vec<u8>, r: &RetryOverride) {
-    rmp::encode::write_array_len(out, 2).expect("vec");
+    let len = if r.timeout_ms.is_some() { 3 } else { 2 };
+    rmp::encode::write_array_len(out, len).expect("vec");
     w_opt_uint(out, r.max_attempts.map(u64::from));
     match &r.backoff {
         None => rmp::encode::write_nil(out).expect("vec"),
@@ -187,6 +194,9 @@ pub fn encode_retry(out: &mut Vec<u8>, r: &RetryOverride) {
             }
             w_opt_uint(out, b.jitter_ms);
         }
+    }
+    if let Some(t) = r.timeout_ms {
+        w_uint(out, t);
     }
 }
 
@@ -216,12 +226,18 @@ pub(crate) fn read_retry(
     } else {
         Some(read_backoff(r)?)
     };
-    for _ in 2..len {
+    let timeout_ms = if len >= 3 {
+        r.opt_uint("timeout_ms")?
+    } else {
+        None
+    };
+    for _ in 3..len {
         r.skip("retry override (extra element)", 0)?;
     }
     Ok(RetryOverride {
         max_attempts,
         backoff,
+        timeout_ms,
     })
 }
 
@@ -337,6 +353,7 @@ mod tests {
                 multiplier: Some(3.0),
                 jitter_ms: Some(50),
             }),
+            timeout_ms: None,
         };
         let mut out = Vec::new();
         encode_retry(&mut out, &r);
@@ -354,6 +371,36 @@ mod tests {
             retry: Some(r),
         };
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+
+    #[test]
+    fn timeout_rides_a_third_override_slot_only_when_set() {
+        let mut r = RetryOverride {
+            timeout_ms: Some(5_000),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        encode_retry(&mut out, &r);
+        assert_eq!(out, [0x93, 0xc0, 0xc0, 0xcd, 0x13, 0x88]);
+        let env = Envelope {
+            id: "x".into(),
+            payload: vec![0xc0],
+            created_at_ms: 1,
+            attempt: 0,
+            retry: Some(r.clone()),
+        };
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        // Without a time limit the override keeps the two 1.x slots.
+        r.timeout_ms = None;
+        r.max_attempts = Some(3);
+        out.clear();
+        encode_retry(&mut out, &r);
+        assert_eq!(out, [0x92, 0x03, 0xc0]);
+        // A later fourth slot is skipped.
+        let four = [0x94, 0x03, 0xc0, 0x0a, 0xa1, b'z'];
+        let mut rd = Reader::new(&four);
+        let got = read_retry(&mut rd, "retry").unwrap();
+        assert_eq!((got.max_attempts, got.timeout_ms), (Some(3), Some(10)));
     }
 
     #[test]
@@ -375,6 +422,7 @@ mod tests {
             retry: Some(RetryOverride {
                 max_attempts: None,
                 backoff: None,
+                timeout_ms: Some(1_500),
             }),
         };
         let b = env.encode();

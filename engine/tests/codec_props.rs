@@ -126,6 +126,7 @@ fn retry(rng: &mut StdRng) -> RetryOverride {
     RetryOverride {
         max_attempts: opt(rng, |r| uint(r).min(u64::from(u32::MAX)) as u32),
         backoff: opt(rng, backoff),
+        timeout_ms: opt(rng, uint),
     }
 }
 

@@ -98,6 +98,7 @@ async fn failures_retry_through_delayed_then_reach_the_dlq() {
     j.options.retry = Some(RetryOverride {
         max_attempts: Some(3),
         backoff: Some(backoff.clone()),
+        timeout_ms: None,
     });
     let added = p.add(j).await.unwrap();
 

@@ -30,6 +30,7 @@ pub struct ConsumerOptions {
     pub store_results: Option<bool>,
     pub result_ttl_ms: Option<f64>,
     pub promoter_tick_ms: Option<f64>,
+    pub job_timeout_ms: Option<f64>,
 }
 
 /// One job handed to JavaScript.
@@ -43,11 +44,14 @@ pub struct Delivery {
     /// 1-indexed run number.
     pub attempt: u32,
     pub created_at_ms: f64,
+    /// Time limit of this run in ms (the job's, else the worker's), or null.
+    pub timeout_ms: Option<f64>,
 }
 
 /// What happened to one delivered job. kind: 0 completed (result: msgpack
 /// or null), 1 failed, 2 unrecoverable, 3 abandoned (stays pending for
-/// recovery), 4 payload not decodable.
+/// recovery), 4 payload not decodable, 5 past its time limit (the engine
+/// writes the reason).
 #[napi(object)]
 pub struct SettleOutcome {
     pub token: f64,
@@ -62,6 +66,7 @@ const FAILED: u32 = 1;
 const UNRECOVERABLE: u32 = 2;
 const ABANDONED: u32 = 3;
 const DECODE_FAILED: u32 = 4;
+const TIMEOUT: u32 = 5;
 
 fn config(queue_name: String, o: Option<ConsumerOptions>) -> napi::Result<ConsumerConfig> {
     let mut cfg = ConsumerConfig::new(queue_name);
@@ -89,6 +94,7 @@ fn config(queue_name: String, o: Option<ConsumerOptions>) -> napi::Result<Consum
     set!(scheduler_tick_ms, opt_u64, "schedulerTickMs");
     set!(result_ttl_ms, opt_u64, "resultTtlMs");
     set!(promoter_tick_ms, opt_u64, "promoterTickMs");
+    cfg.job_timeout_ms = opt_u64("jobTimeoutMs", o.job_timeout_ms)?;
     if let Some(g) = o.group {
         cfg.group = g;
     }
@@ -121,12 +127,13 @@ fn outcome(o: SettleOutcome) -> napi::Result<Outcome> {
             result: o.result.map(|r| bytes::Bytes::copy_from_slice(&r)),
             duration_us,
         },
-        FAILED | UNRECOVERABLE | DECODE_FAILED => Outcome::Failed {
+        FAILED | UNRECOVERABLE | DECODE_FAILED | TIMEOUT => Outcome::Failed {
             token,
             reason: o.reason.unwrap_or_default(),
             kind: match o.kind {
                 FAILED => FailKind::Retryable,
                 UNRECOVERABLE => FailKind::Unrecoverable,
+                TIMEOUT => FailKind::Timeout,
                 _ => FailKind::DecodeFailed,
             },
             duration_us,
@@ -211,6 +218,7 @@ impl Consumer {
                         payload: Buffer::from(d.payload.to_vec()),
                         attempt: d.attempt,
                         created_at_ms: d.created_at_ms as f64,
+                        timeout_ms: d.timeout_ms.map(|t| t as f64),
                     })
                     .collect::<Vec<_>>()
             }))

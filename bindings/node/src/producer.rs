@@ -34,6 +34,8 @@ pub struct AddOptions {
     pub attempts: Option<f64>,
     pub backoff: Option<BackoffOptions>,
     pub job_id: Option<String>,
+    /// Time limit of one run, in ms.
+    pub timeout_ms: Option<f64>,
 }
 
 /// One entry of `addBulk`.
@@ -78,20 +80,28 @@ pub fn parse_backoff(b: BackoffOptions, field: &str) -> napi::Result<Backoff> {
 pub fn retry_override(
     attempts: Option<f64>,
     backoff: Option<BackoffOptions>,
+    timeout_ms: Option<f64>,
 ) -> napi::Result<Option<RetryOverride>> {
     let attempts = opt_u32("attempts", attempts)?;
     if attempts == Some(0) {
         return Err(bad("attempts", "must be a positive integer"));
     }
     let backoff = backoff.map(|b| parse_backoff(b, "backoff")).transpose()?;
-    Ok(if attempts.is_some() || backoff.is_some() {
-        Some(RetryOverride {
-            max_attempts: attempts,
-            backoff,
-        })
-    } else {
-        None
-    })
+    let timeout_ms = opt_u64("timeoutMs", timeout_ms)?;
+    if timeout_ms == Some(0) {
+        return Err(bad("timeoutMs", "must be a positive integer"));
+    }
+    Ok(
+        if attempts.is_some() || backoff.is_some() || timeout_ms.is_some() {
+            Some(RetryOverride {
+                max_attempts: attempts,
+                backoff,
+                timeout_ms,
+            })
+        } else {
+            None
+        },
+    )
 }
 
 fn parse_options(o: Option<AddOptions>) -> napi::Result<chasquimq::AddOptions> {
@@ -100,7 +110,7 @@ fn parse_options(o: Option<AddOptions>) -> napi::Result<chasquimq::AddOptions> {
     };
     Ok(chasquimq::AddOptions {
         delay_ms: opt_u64("delayMs", o.delay_ms)?,
-        retry: retry_override(o.attempts, o.backoff)?,
+        retry: retry_override(o.attempts, o.backoff, o.timeout_ms)?,
         job_id: o.job_id,
     })
 }

@@ -115,7 +115,7 @@ pub fn parse_upsert(s: UpsertSpec) -> napi::Result<UpsertRequest> {
         start_after_ms: opt_u64("startAfterMs", s.start_after_ms)?,
         end_before_ms: opt_u64("endBeforeMs", s.end_before_ms)?,
         missed_fires: missed_from(s.missed_fires)?,
-        retry: retry_override(s.attempts, s.backoff)?,
+        retry: retry_override(s.attempts, s.backoff, None)?,
     })
 }
 

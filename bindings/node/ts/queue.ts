@@ -137,6 +137,7 @@ export function nativeOptions(o: {
   attempts?: number | null;
   backoff?: BackoffLike | null;
   jobId?: string | null;
+  timeoutMs?: number | null;
 }): NativeAddOptions | undefined {
   const out: NativeAddOptions = {};
   let any = false;
@@ -158,6 +159,10 @@ export function nativeOptions(o: {
     out.jobId = o.jobId;
     any = true;
   }
+  if (o.timeoutMs != null) {
+    out.timeoutMs = o.timeoutMs;
+    any = true;
+  }
   return any ? out : undefined;
 }
 
@@ -167,6 +172,7 @@ type AddArgs = {
   attempts: number | null;
   backoff: BackoffLike | null;
   jobId: string | null;
+  timeoutMs: number | null;
   repeat: RepeatLike | null;
   missedFires: MissedFiresLike | null;
 };
@@ -238,6 +244,11 @@ export class QueueBase {
           "delayMs/delay: a repeatable's first fire follows its pattern; use startAfterMs on upsertRepeatableJob instead",
         );
       }
+      if (o.timeoutMs != null) {
+        throw new InvalidArgumentError(
+          "timeoutMs: a repeatable's fires carry no per-job time limit; set jobTimeoutMs on the Worker instead",
+        );
+      }
       return this._upsert(name, data, {
         repeat: o.repeat,
         jobId: o.jobId,
@@ -276,6 +287,11 @@ export class QueueBase {
       if (opts.repeat != null) {
         if (opts.delayMs != null || opts.delay != null) {
           throw new InvalidArgumentError(`jobs[${i}]: a repeatable entry takes no delayMs/delay`);
+        }
+        if (opts.timeoutMs != null) {
+          throw new InvalidArgumentError(
+            `jobs[${i}].timeoutMs: a repeatable's fires carry no per-job time limit; set jobTimeoutMs on the Worker instead`,
+          );
         }
         patternToNative(opts.repeat, `jobs[${i}].repeat`);
         codec.pack(`jobs[${i}].data`, j.data);

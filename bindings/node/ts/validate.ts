@@ -538,6 +538,7 @@ export const BULK_OPTION_RULES: Readonly<Record<string, Rule>> = {
   attempts: optional(positiveInt),
   backoff: optional(backoffLike),
   jobId: optional(jobId),
+  timeoutMs: optional(positiveInt),
   repeat: optional(repeatLike),
 };
 export const BULK_JOB_KEYS: readonly string[] = ["name", "data", ...Object.keys(BULK_OPTION_RULES), "opts"];

@@ -8,6 +8,7 @@
  * (`setImmediate`). No per-job thread hop, no per-job Redis round trip.
  */
 
+import { AsyncResource } from "node:async_hooks";
 import * as codec from "./codec.js";
 import { InvalidArgumentError, UnrecoverableError } from "./_generated/errors.js";
 import { Job } from "./_generated/types.js";
@@ -20,6 +21,10 @@ const FAILED = 1;
 const UNRECOVERABLE = 2;
 const ABANDONED = 3;
 const DECODE_FAILED = 4;
+const TIMEOUT = 5;
+
+/** What a run past its time limit rejects with (never seen by users). */
+const TIMED_OUT: unique symbol = Symbol("chasquimq.timedOut");
 
 const MAX_REASON = 1024;
 
@@ -70,6 +75,7 @@ type WorkerOptions = {
   storeResults: boolean;
   resultTtlMs: number | null;
   shutdownTimeoutMs: number;
+  jobTimeoutMs: number | null;
 };
 
 export class WorkerBase {
@@ -116,6 +122,7 @@ export class WorkerBase {
       dlqMaxStreamLen: o.dlqMaxStreamLen,
       schedulerTickMs: o.schedulerTickMs,
       resultTtlMs: o.resultTtlMs,
+      jobTimeoutMs: o.jobTimeoutMs,
     };
     for (const [key, value] of Object.entries(optional)) {
       if (value != null) {
@@ -182,7 +189,10 @@ export class WorkerBase {
           break;
         }
         for (const d of batch) {
-          const p = this._one(d);
+          // Each job starts in an async resource of its own, so what one
+          // handler sets in its async context (AsyncLocalStorage.enterWith)
+          // before its first await never reaches the next job's.
+          const p = new AsyncResource("chasquimq.job").runInAsyncScope(this._one, this, d);
           inFlight.add(p);
           void p.finally(() => inFlight.delete(p));
         }
@@ -241,7 +251,7 @@ export class WorkerBase {
         attempt: d.attempt,
         createdAtMs: d.createdAtMs,
       });
-      const result = await this._handler(job);
+      const result = d.timeoutMs == null ? await this._handler(job) : await this._withLimit(job, d.timeoutMs);
       const durationUs = micros(t0);
       if (this._storeResults && result != null) {
         try {
@@ -258,14 +268,50 @@ export class WorkerBase {
         out = { token, kind: OK, durationUs };
       }
     } catch (e) {
-      out = {
-        token,
-        kind: isUnrecoverable(e) ? UNRECOVERABLE : FAILED,
-        reason: reason(e),
-        durationUs: micros(t0),
-      };
+      if (e === TIMED_OUT) {
+        out = { token, kind: TIMEOUT, durationUs: micros(t0) };
+      } else {
+        out = {
+          token,
+          kind: isUnrecoverable(e) ? UNRECOVERABLE : FAILED,
+          reason: reason(e),
+          durationUs: micros(t0),
+        };
+      }
     }
     this._settle(out);
+  }
+
+  /**
+   * @internal The handler's outcome, or a rejection with TIMED_OUT once
+   * `limitMs` passes: then the job fails (its slot is freed) and
+   * `job.signal` is aborted; what the handler does later is ignored.
+   */
+  _withLimit(job: Job, limitMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(TIMED_OUT);
+        job._abortRun(new DOMException(`the job's ${limitMs} ms time limit passed`, "TimeoutError"));
+      }, limitMs);
+      let running: Promise<unknown>;
+      try {
+        running = Promise.resolve(this._handler(job));
+      } catch (e) {
+        clearTimeout(timer);
+        reject(e);
+        return;
+      }
+      running.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
   }
 
   /** @internal */

@@ -32,6 +32,7 @@ const FAILED: u8 = 1;
 const UNRECOVERABLE: u8 = 2;
 const ABANDONED: u8 = 3;
 const DECODE_FAILED: u8 = 4;
+const TIMEOUT: u8 = 5;
 
 #[pymethods]
 impl Consumer {
@@ -41,7 +42,8 @@ impl Consumer {
         consumer_id = None, read_block_ms = 5_000, read_count = None, claim_min_idle_ms = 30_000,
         max_payload_bytes = 1_048_576, max_stream_len = 1_000_000, dlq_max_stream_len = 100_000,
         events_enabled = true, delayed_enabled = true, run_scheduler = true, scheduler_tick_ms = 1_000,
-        store_results = false, result_ttl_ms = 3_600_000, promoter_tick_ms = 100
+        store_results = false, result_ttl_ms = 3_600_000, promoter_tick_ms = 100,
+        job_timeout_ms = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -64,6 +66,7 @@ impl Consumer {
         store_results: bool,
         result_ttl_ms: u64,
         promoter_tick_ms: u64,
+        job_timeout_ms: Option<u64>,
     ) -> PyResult<Self> {
         chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
         chasquimq::conn::parse_url(redis_url).map_err(to_py)?;
@@ -85,6 +88,7 @@ impl Consumer {
         cfg.store_results = store_results;
         cfg.result_ttl_ms = result_ttl_ms;
         cfg.promoter_tick_ms = promoter_tick_ms;
+        cfg.job_timeout_ms = job_timeout_ms;
         Ok(Consumer {
             url: redis_url.to_string(),
             cfg,
@@ -108,7 +112,8 @@ impl Consumer {
         })
     }
 
-    /// The next batch of (token, job_id, name, payload, attempt, created_at_ms); None once stopped and drained.
+    /// The next batch of (token, job_id, name, payload, attempt, created_at_ms,
+    /// timeout_ms|None); None once stopped and drained.
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let c = self.running()?;
         future_into_py(py, async move { Ok(Batch(c.next_batch().await)) })
@@ -133,7 +138,8 @@ impl Consumer {
     }
 
     /// outcomes: list of (token, kind, result_bytes|None, reason|None, duration_us);
-    /// kind 0 = completed, 1 = failed, 2 = unrecoverable, 3 = abandoned, 4 = payload not decodable.
+    /// kind 0 = completed, 1 = failed, 2 = unrecoverable, 3 = abandoned, 4 = payload not
+    /// decodable, 5 = past its time limit (the engine writes the reason).
     fn settle(&self, outcomes: &Bound<'_, PyList>) -> PyResult<()> {
         let c = self.running()?;
         let mut out = Vec::with_capacity(outcomes.len());
@@ -158,7 +164,7 @@ impl Consumer {
                         duration_us,
                     }
                 }
-                FAILED | UNRECOVERABLE | DECODE_FAILED => {
+                FAILED | UNRECOVERABLE | DECODE_FAILED | TIMEOUT => {
                     let reason: String = t
                         .get_item(3)?
                         .extract::<Option<String>>()?
@@ -166,6 +172,7 @@ impl Consumer {
                     let kind = match kind {
                         FAILED => FailKind::Retryable,
                         UNRECOVERABLE => FailKind::Unrecoverable,
+                        TIMEOUT => FailKind::Timeout,
                         _ => FailKind::DecodeFailed,
                     };
                     Outcome::Failed {
@@ -237,6 +244,7 @@ impl<'py> IntoPyObject<'py> for Batch {
                 PyBytes::new(py, &d.payload),
                 d.attempt,
                 d.created_at_ms,
+                d.timeout_ms,
             )
                 .into_pyobject(py)?;
             list.append(t)?;

@@ -67,7 +67,7 @@ pub fn parse_backoff(d: &Bound<'_, PyDict>, field: &str) -> PyResult<Backoff> {
     })
 }
 
-/// Parses `{delay_ms?, attempts?, backoff?, job_id?}` into engine options.
+/// Parses `{delay_ms?, attempts?, backoff?, job_id?, timeout_ms?}` into engine options.
 pub fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<AddOptions> {
     let Some(d) = options else {
         return Ok(AddOptions::default());
@@ -85,10 +85,15 @@ pub fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<AddOptions
         )?),
         _ => None,
     };
-    let retry = if attempts.is_some() || backoff.is_some() {
+    let timeout_ms: Option<u64> = opt(d, "timeout_ms", "timeout_ms")?;
+    if timeout_ms == Some(0) {
+        return Err(bad("timeout_ms", "must be a positive integer"));
+    }
+    let retry = if attempts.is_some() || backoff.is_some() || timeout_ms.is_some() {
         Some(RetryOverride {
             max_attempts: attempts,
             backoff,
+            timeout_ms,
         })
     } else {
         None

@@ -97,6 +97,7 @@ pub fn parse_upsert(d: &Bound<'_, PyDict>) -> PyResult<UpsertRequest> {
             Some(RetryOverride {
                 max_attempts: attempts,
                 backoff,
+                timeout_ms: None,
             })
         } else {
             None

@@ -729,6 +729,7 @@ mod tests {
                 multiplier: Some(3.0),
                 jitter_ms: Some(50),
             }),
+            timeout_ms: None,
         };
         let expected = "92 05 95 ab 'exponential' cc fa cd 27 10 cb 40 08 00 00 00 00 00 00 32";
         assert_eq!(hex(&o.encode()), hex(&bytes(expected)));
@@ -743,6 +744,7 @@ mod tests {
                 multiplier: None,
                 jitter_ms: None,
             }),
+            timeout_ms: None,
         };
         assert_eq!(
             hex(&o.encode()),
@@ -753,6 +755,7 @@ mod tests {
         let o = SpecOptions {
             max_attempts: Some(3),
             backoff: None,
+            timeout_ms: None,
         };
         assert_eq!(hex(&o.encode()), "92 03 c0");
         assert_eq!(SpecOptions::decode(&o.encode()).unwrap(), o);
@@ -762,16 +765,18 @@ mod tests {
 
     #[test]
     fn opts_forward_compatible_and_strict() {
-        // Extra slots (a later version's) are skipped, nested ones included.
+        // Extra slots (a later version's, past the third, `timeout_ms`) are
+        // skipped, nested ones included.
         let o = SpecOptions::decode(&bytes(
-            "94 03 c0 92 81 a1 'x' 90 c4 01 00 d7 01 00 00 00 00 00 00 00 00",
+            "95 03 c0 c0 92 81 a1 'x' 90 c4 01 00 d7 01 00 00 00 00 00 00 00 00",
         ))
         .unwrap();
         assert_eq!(
             o,
             SpecOptions {
                 max_attempts: Some(3),
-                backoff: None
+                backoff: None,
+                timeout_ms: None,
             }
         );
         let o = SpecOptions::decode(&bytes("92 c0 96 a5 'fixed' 01 c0 c0 c0 a3 'new'")).unwrap();
@@ -829,10 +834,10 @@ mod tests {
                 },
             ),
             (
-                "93 c0 c0 dd ff ff ff ff",
+                "94 c0 c0 c0 dd ff ff ff ff",
                 DecodeError::Truncated {
                     what: "retry override (extra element)",
-                    offset: 8,
+                    offset: 9,
                 },
             ),
         ] {
@@ -843,7 +848,7 @@ mod tests {
             );
         }
         // Deep nesting is refused, not recursed into without bound.
-        let deep = [vec![0x93, 0xc0, 0xc0], vec![0x91; 10_000], vec![0xc0]].concat();
+        let deep = [vec![0x94, 0xc0, 0xc0, 0xc0], vec![0x91; 10_000], vec![0xc0]].concat();
         assert_eq!(
             SpecOptions::decode(&deep).unwrap_err(),
             DecodeError::TooDeep {
@@ -859,6 +864,7 @@ mod tests {
         let zero = SpecOptions {
             max_attempts: Some(0),
             backoff: None,
+            timeout_ms: None,
         };
         assert_eq!(zero.validate().unwrap_err().field(), "attempts");
         for m in [0.0, -1.0, f64::NAN, f64::INFINITY] {
@@ -871,6 +877,7 @@ mod tests {
                     multiplier: Some(m),
                     jitter_ms: None,
                 }),
+                timeout_ms: None,
             };
             assert_eq!(o.validate().unwrap_err().field(), "backoff.multiplier");
         }

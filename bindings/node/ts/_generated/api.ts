@@ -58,6 +58,13 @@ export interface QueueAddOptions {
   backoff?: BackoffLike | null;
   /** Stable id for idempotent scheduling. */
   jobId?: string | null;
+  /**
+   * Time limit of each run of this job in milliseconds, overriding the worker's
+   * jobTimeoutMs. A run past it fails with a "timeout: ..." reason and is
+   * retried or dead-lettered like any failure. Carried in the envelope's retry
+   * override (a third slot, written only when set).
+   */
+  timeoutMs?: number | null;
   /** Upsert a repeatable spec instead of adding one job. */
   repeat?: RepeatLike | null;
   /** Catch-up policy of the repeatable spec; needs `repeat`. */
@@ -81,6 +88,13 @@ export interface QueueAddUniqueOptions {
   backoff?: BackoffLike | null;
   /** Upsert a repeatable spec instead of adding one job. */
   repeat?: RepeatLike | null;
+  /**
+   * Time limit of each run of this job in milliseconds, overriding the worker's
+   * jobTimeoutMs. A run past it fails with a "timeout: ..." reason and is
+   * retried or dead-lettered like any failure. Carried in the envelope's retry
+   * override (a third slot, written only when set).
+   */
+  timeoutMs?: number | null;
 }
 
 /** Options of {@link Queue.upsertRepeatableJob}. */
@@ -179,6 +193,11 @@ export class Queue extends QueueBase {
    * @param options.backoff - Retry backoff of this job: fixed milliseconds, a
    *   BackoffSpec or a raw native object.
    * @param options.jobId - Stable id for idempotent scheduling.
+   * @param options.timeoutMs - Time limit of each run of this job in
+   *   milliseconds, overriding the worker's jobTimeoutMs. A run past it fails
+   *   with a "timeout: ..." reason and is retried or dead-lettered like any
+   *   failure. Carried in the envelope's retry override (a third slot, written
+   *   only when set).
    * @param options.repeat - Upsert a repeatable spec instead of adding one job.
    * @param options.missedFires - Catch-up policy of the repeatable spec; needs
    *   `repeat`.
@@ -210,6 +229,7 @@ export class Queue extends QueueBase {
       "attempts",
       "backoff",
       "jobId",
+      "timeoutMs",
       "repeat",
       "missedFires",
     ]);
@@ -219,6 +239,7 @@ export class Queue extends QueueBase {
       attempts = null,
       backoff = null,
       jobId = null,
+      timeoutMs = null,
       repeat = null,
       missedFires = null,
     } = opts;
@@ -237,6 +258,9 @@ export class Queue extends QueueBase {
     }
     if (jobId != null) {
       validate.jobId("jobId", jobId);
+    }
+    if (timeoutMs != null) {
+      validate.positiveInt("timeoutMs", timeoutMs);
     }
     if (repeat != null) {
       validate.repeatLike("repeat", repeat);
@@ -259,6 +283,7 @@ export class Queue extends QueueBase {
         attempts,
         backoff,
         jobId,
+        timeoutMs,
         repeat,
         missedFires,
       },
@@ -284,6 +309,11 @@ export class Queue extends QueueBase {
    * @param options.backoff - Retry backoff of this job: fixed milliseconds, a
    *   BackoffSpec or a raw native object.
    * @param options.repeat - Upsert a repeatable spec instead of adding one job.
+   * @param options.timeoutMs - Time limit of each run of this job in
+   *   milliseconds, overriding the worker's jobTimeoutMs. A run past it fails
+   *   with a "timeout: ..." reason and is retried or dead-lettered like any
+   *   failure. Carried in the envelope's retry override (a third slot, written
+   *   only when set).
    * @returns The job (the existing one's id when it was a duplicate).
    * @throws {@link InvalidArgumentError} An argument has the right type but a
    *   value that is not allowed.
@@ -313,6 +343,7 @@ export class Queue extends QueueBase {
       "attempts",
       "backoff",
       "repeat",
+      "timeoutMs",
     ]);
     const {
       jobId,
@@ -321,6 +352,7 @@ export class Queue extends QueueBase {
       attempts = null,
       backoff = null,
       repeat = null,
+      timeoutMs = null,
     } = opts;
     validate.jobName("name", name);
     validate.jobId("jobId", jobId);
@@ -339,6 +371,9 @@ export class Queue extends QueueBase {
     if (repeat != null) {
       validate.repeatLike("repeat", repeat);
     }
+    if (timeoutMs != null) {
+      validate.positiveInt("timeoutMs", timeoutMs);
+    }
     if (delayMs != null && delay != null) {
       throw validate.mutuallyExclusiveError("delayMs", "delay");
     }
@@ -352,14 +387,16 @@ export class Queue extends QueueBase {
         attempts,
         backoff,
         repeat,
+        timeoutMs,
       },
     );
   }
 
   /**
    * Enqueue many jobs. Each entry is an object with keys name and data, and
-   * optionally delayMs, delay, attempts, backoff, jobId and repeat, validated
-   * as in add. Entries without per-job options go out in one pipeline.
+   * optionally delayMs, delay, attempts, backoff, jobId, repeat and timeoutMs,
+   * validated as in add. Entries without per-job options go out in one
+   * pipeline.
    *
    * @param jobs - The entries.
    * @returns The jobs, in the order of `jobs`.
@@ -733,6 +770,16 @@ export interface WorkerOptions {
    * for recovery by another worker. Default: 30000.
    */
   shutdownTimeoutMs?: number;
+  /**
+   * Time limit of one run, in milliseconds, for jobs added without their own
+   * timeoutMs; null means no limit. A JavaScript function cannot be
+   * interrupted: at the limit the run fails with a "timeout: ..." reason
+   * (retried or dead-lettered like any failure), its slot is freed and
+   * `job.signal` is aborted, so a handler that passes the signal to fetch() or
+   * checks it stops; what the handler returns later is ignored (see
+   * docs/handlers.md).
+   */
+  jobTimeoutMs?: number | null;
 }
 
 /**
@@ -785,6 +832,13 @@ export class Worker extends WorkerBase {
    * @param options.shutdownTimeoutMs - How long close() lets in-flight handlers
    *   finish before leaving them pending for recovery by another worker.
    *   Default: 30000.
+   * @param options.jobTimeoutMs - Time limit of one run, in milliseconds, for
+   *   jobs added without their own timeoutMs; null means no limit. A JavaScript
+   *   function cannot be interrupted: at the limit the run fails with a
+   *   "timeout: ..." reason (retried or dead-lettered like any failure), its
+   *   slot is freed and `job.signal` is aborted, so a handler that passes the
+   *   signal to fetch() or checks it stops; what the handler returns later is
+   *   ignored (see docs/handlers.md).
    * @throws {@link InvalidArgumentError} An argument has the right type but a
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
@@ -812,6 +866,7 @@ export class Worker extends WorkerBase {
       "storeResults",
       "resultTtlMs",
       "shutdownTimeoutMs",
+      "jobTimeoutMs",
     ]);
     const {
       redisUrl = "redis://127.0.0.1:6379",
@@ -831,6 +886,7 @@ export class Worker extends WorkerBase {
       storeResults = false,
       resultTtlMs = null,
       shutdownTimeoutMs = 30000,
+      jobTimeoutMs = null,
     } = opts;
     validate.queueName("queueName", queueName);
     validate.handler("handler", handler);
@@ -867,6 +923,9 @@ export class Worker extends WorkerBase {
       validate.positiveInt("resultTtlMs", resultTtlMs);
     }
     validate.positiveInt("shutdownTimeoutMs", shutdownTimeoutMs);
+    if (jobTimeoutMs != null) {
+      validate.positiveInt("jobTimeoutMs", jobTimeoutMs);
+    }
     super();
     this._init(
       queueName,
@@ -889,6 +948,7 @@ export class Worker extends WorkerBase {
         storeResults,
         resultTtlMs,
         shutdownTimeoutMs,
+        jobTimeoutMs,
       },
     );
   }

@@ -82,6 +82,17 @@ export class Job extends JobBase {
   }
 
   /**
+   * Aborted when this run passes its time limit (the worker's jobTimeoutMs or
+   * the job's timeoutMs). A JavaScript function cannot be stopped from outside:
+   * pass the signal to fetch() and other abortable calls, or check
+   * `signal.aborted`, so the handler stops when its run has failed. Never
+   * aborted on a Job returned by Queue.add.
+   */
+  get signal(): AbortSignal {
+    return this._signal;
+  }
+
+  /**
    * Poll until the stored result becomes readable, `timeout` elapses or the
    * surrounding task is cancelled. Returns the decoded handler return value.
    * Needs a Job returned by Queue.add; a Job given to a handler has no queue to

@@ -456,6 +456,7 @@ class Queue:
         attempts: int | None = None,
         backoff: BackoffLike | None = None,
         job_id: str | None = None,
+        timeout_ms: int | None = None,
         repeat: RepeatLike | None = None,
         missed_fires: MissedFiresLike | None = None,
     ) -> Job:
@@ -475,6 +476,11 @@ class Queue:
             backoff: Retry backoff of this job: fixed milliseconds, a BackoffSpec or
                 a raw native dict.
             job_id: Stable id for idempotent scheduling.
+            timeout_ms: Time limit of each run of this job in milliseconds,
+                overriding the worker's job_timeout_ms. A run past it fails with a
+                "timeout: ..." reason and is retried or dead-lettered like any failure.
+                Carried in the envelope's retry override (a third slot, written only
+                when set).
             repeat: Upsert a repeatable spec instead of adding one job.
             missed_fires: Catch-up policy of the repeatable spec; needs `repeat`.
 
@@ -507,6 +513,7 @@ class Queue:
         attempts: int | None = None,
         backoff: BackoffLike | None = None,
         repeat: RepeatLike | None = None,
+        timeout_ms: int | None = None,
     ) -> Job:
         """Idempotent add: requires `job_id`.
 
@@ -525,6 +532,11 @@ class Queue:
             backoff: Retry backoff of this job: fixed milliseconds, a BackoffSpec or
                 a raw native dict.
             repeat: Upsert a repeatable spec instead of adding one job.
+            timeout_ms: Time limit of each run of this job in milliseconds,
+                overriding the worker's job_timeout_ms. A run past it fails with a
+                "timeout: ..." reason and is retried or dead-lettered like any failure.
+                Carried in the envelope's retry override (a third slot, written only
+                when set).
 
         Returns:
             The job (the existing one's id when it was a duplicate).
@@ -548,8 +560,8 @@ class Queue:
         """Enqueue many jobs.
 
         Each entry is a dict with keys name and data, and optionally delay_ms, delay,
-        attempts, backoff, job_id and repeat, validated as in add. Entries without
-        per-job options go out in one pipeline.
+        attempts, backoff, job_id, repeat and timeout_ms, validated as in add. Entries
+        without per-job options go out in one pipeline.
 
         Args:
             jobs: The entries.
@@ -821,6 +833,8 @@ class Worker:
         store_results: bool = False,
         result_ttl_ms: int | None = None,
         shutdown_timeout_ms: int = 30000,
+        job_timeout_ms: int | None = None,
+        thread_pool_size: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -857,6 +871,17 @@ class Worker:
                 None uses the engine default, 3600000.
             shutdown_timeout_ms: How long close() lets in-flight handlers finish
                 before leaving them pending for recovery by another worker.
+            job_timeout_ms: Time limit of one run, in milliseconds, for jobs added
+                without their own timeout_ms; None means no limit. Past it an async
+                handler's task is cancelled (a handler that catches the cancellation
+                still fails), and the run fails with a "timeout: ..." reason, then is
+                retried or dead-lettered like any failure. A synchronous handler cannot
+                be interrupted: its job fails at the limit and its thread runs on until
+                the function returns (see docs/handlers.md).
+            thread_pool_size: Threads that run synchronous (def) handlers; None
+                means `concurrency`. A synchronous handler never runs on the event loop:
+                each job waits for a thread of this pool, and a blocking one holds only
+                its own slot.
 
         Raises:
             InvalidArgumentError: An argument has the right type but a value that is

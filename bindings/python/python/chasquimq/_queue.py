@@ -69,6 +69,7 @@ def options_dict(
     attempts: int | None = None,
     backoff: Any = None,
     job_id: str | None = None,
+    timeout_ms: int | None = None,
 ) -> dict[str, Any] | None:
     """Per-job options as the native producer takes them; None when empty."""
     ms = delay_to_ms(delay_ms, delay)
@@ -82,6 +83,8 @@ def options_dict(
         opts["backoff"] = b
     if job_id is not None:
         opts["job_id"] = job_id
+    if timeout_ms is not None:
+        opts["timeout_ms"] = timeout_ms
     return opts or None
 
 
@@ -156,6 +159,7 @@ class QueueBase:
         attempts: int | None = None,
         backoff: Any = None,
         job_id: str | None = None,
+        timeout_ms: int | None = None,
         repeat: Any = None,
         missed_fires: Any = None,
     ) -> Job:
@@ -164,6 +168,11 @@ class QueueBase:
                 raise InvalidArgumentError(
                     "delay_ms/delay: a repeatable's first fire follows its pattern; "
                     "use start_after_ms on upsert_repeatable_job instead"
+                )
+            if timeout_ms is not None:
+                raise InvalidArgumentError(
+                    "timeout_ms: a repeatable's fires carry no per-job time limit; "
+                    "set job_timeout_ms on the Worker instead"
                 )
             return await self._upsert(
                 name,
@@ -181,6 +190,7 @@ class QueueBase:
             attempts=attempts,
             backoff=backoff,
             job_id=job_id,
+            timeout_ms=timeout_ms,
         )
         native = self._native()
         jid, created = await _completions.call(
@@ -200,6 +210,7 @@ class QueueBase:
         attempts: int | None = None,
         backoff: Any = None,
         repeat: Any = None,
+        timeout_ms: int | None = None,
     ) -> Job:
         return await self._add(
             name,
@@ -209,6 +220,7 @@ class QueueBase:
             attempts=attempts,
             backoff=backoff,
             job_id=job_id,
+            timeout_ms=timeout_ms,
             repeat=repeat,
         )
 
@@ -222,6 +234,11 @@ class QueueBase:
         for i, j in enumerate(jobs):
             if len(j) > 2 or "name" not in j:
                 if j.get("repeat") is not None:
+                    if j.get("timeout_ms") is not None:
+                        raise InvalidArgumentError(
+                            f"jobs[{i}].timeout_ms: a repeatable's fires carry no per-job "
+                            "time limit; set job_timeout_ms on the Worker instead"
+                        )
                     out[i] = await self._upsert(
                         j.get("name", ""),
                         j["data"],
@@ -238,6 +255,7 @@ class QueueBase:
                     attempts=j.get("attempts"),
                     backoff=j.get("backoff"),
                     job_id=j.get("job_id"),
+                    timeout_ms=j.get("timeout_ms"),
                 )
             else:
                 opts = None  # just name and data: the common case, kept cheap

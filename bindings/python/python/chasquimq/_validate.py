@@ -457,6 +457,7 @@ BULK_JOB_RULES: dict[str, Rule | None] = {
     "attempts": optional(positive_int),
     "backoff": optional(backoff_like),
     "job_id": optional(job_id),
+    "timeout_ms": optional(positive_int),
     "repeat": optional(repeat_like),
 }
 BULK_JOB_REQUIRED = ("name", "data")

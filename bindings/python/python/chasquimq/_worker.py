@@ -1,18 +1,22 @@
 """Behaviour of `Worker` (signatures and validation are generated).
 
-The hot path: the engine hands over jobs one batch per await
-(`Consumer.next_batch`); each job runs as a task on this event loop;
-outcomes go back in one `Consumer.settle` call per loop turn. No per-job
-thread hop, no per-job Redis round trip.
+The hot path: the engine hands over jobs one batch per wake-up of the
+loop's own selector (`Consumer.poll_batch`); each job runs in its own
+`asyncio.Task` from its first step, in a copy of the context current when
+`run()` started; outcomes go back in one `Consumer.settle` call per loop
+turn. No per-job thread hop, no per-job Redis round trip. Synchronous
+(`def`) handlers run in a thread pool, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import socket
+import sys
 import time
-from collections.abc import Coroutine, Generator
+from concurrent.futures import ThreadPoolExecutor
 from inspect import isawaitable
 from typing import Any
 
@@ -23,12 +27,20 @@ from chasquimq._generated.types import Job
 from chasquimq._native import Consumer
 
 # Outcome kinds understood by Consumer.settle.
-_OK, _FAILED, _UNRECOVERABLE, _ABANDONED, _DECODE_FAILED = 0, 1, 2, 3, 4
+_OK, _FAILED, _UNRECOVERABLE, _ABANDONED, _DECODE_FAILED, _TIMEOUT = range(6)
 
 _MAX_REASON = 1024
 
+#: Python 3.12 starts a task eagerly: its first step runs at once, and a
+#: handler that never suspends is done before the loop schedules anything.
+_EAGER = sys.version_info >= (3, 12)
+#: `loop.create_task(context=)` is 3.11+.
+_TASK_CONTEXT = sys.version_info >= (3, 11)
+
 #: msgpack >= 1.0 defaults: str as str, bytes as bin (the wire's payload rule).
 _packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_now_ns = time.perf_counter_ns
 
 
 def _reason(e: BaseException) -> str:
@@ -36,17 +48,34 @@ def _reason(e: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON]
 
 
+def _is_async(handler: Any) -> bool:
+    """True for `async def` functions, methods, partials of them and objects
+    whose `__call__` is one; everything else runs in the thread pool."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    if inspect.isroutine(handler) or not callable(handler):
+        return False
+    return inspect.iscoroutinefunction(type(handler).__call__)
+
+
 class WorkerBase:
     __slots__ = (
         "__weakref__",
+        "_abandoning",
         "_buf",
+        "_ctx",
+        "_expired",
         "_flush_scheduled",
         "_handler",
+        "_is_async",
         "_is_closed",
         "_loop",
         "_name",
         "_native",
+        "_pool",
+        "_pool_size",
         "_run_task",
+        "_running",
         "_shutdown_timeout",
         "_store_results",
     )
@@ -73,6 +102,8 @@ class WorkerBase:
         store_results: bool,
         result_ttl_ms: int | None,
         shutdown_timeout_ms: int,
+        job_timeout_ms: int | None,
+        thread_pool_size: int | None,
     ) -> None:
         optional = {
             "consumer_id": consumer_id,
@@ -83,12 +114,14 @@ class WorkerBase:
             "dlq_max_stream_len": dlq_max_stream_len,
             "scheduler_tick_ms": scheduler_tick_ms,
             "result_ttl_ms": result_ttl_ms,
+            "job_timeout_ms": job_timeout_ms,
         }
         kw: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
         # Ints the engine cannot hold are bad values, not an OverflowError from the binding.
         for field, value, limit in (
             ("concurrency", concurrency, 100_000),
             ("max_attempts", max_attempts, 2**32 - 1),
+            ("thread_pool_size", thread_pool_size or 1, 100_000),
             *((k, v, 2**63 - 1) for k, v in kw.items() if isinstance(v, int)),
         ):
             if value > limit:
@@ -109,6 +142,16 @@ class WorkerBase:
         )
         self._name = queue_name
         self._handler = handler
+        self._is_async = _is_async(handler)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = thread_pool_size or concurrency
+        # Running jobs by token (strong references: the loop keeps only weak
+        # ones), the tokens cancelled by their time limit, and whether a
+        # cancellation now means "shutdown deadline: leave it pending".
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._expired: set[int] = set()
+        self._abandoning = False
+        self._ctx = contextvars.copy_context()
         self._store_results = store_results
         self._shutdown_timeout = shutdown_timeout_ms / 1000.0
         self._run_task: asyncio.Task[None] | None = None
@@ -160,27 +203,34 @@ class WorkerBase:
     async def _main(self) -> None:
         native = self._native
         loop = self._loop = asyncio.get_running_loop()
+        # Jobs run in copies of the context of the task that called run().
+        self._ctx = contextvars.copy_context()
         await native.start()
         if self._is_closed:
             native.stop()
-        tasks: set[asyncio.Task[Any]] = set()
+        running = self._running
         try:
-            if not await self._pump_selector(loop, tasks):
-                await self._pump_awaiting(loop, tasks)
+            if not await self._pump_selector(loop):
+                await self._pump_awaiting(loop)
         finally:
             native.stop()
-            if tasks:
-                _, pending = await asyncio.wait(tasks, timeout=self._shutdown_timeout)
+            if running:
+                _, pending = await asyncio.wait(
+                    set(running.values()), timeout=self._shutdown_timeout
+                )
+                self._abandoning = True
                 for t in pending:
                     t.cancel()
                 if pending:
                     await asyncio.wait(pending)
             self._flush()
+            if self._pool is not None:
+                # Threads still running a handler finish on their own (a
+                # Python thread cannot be stopped); queued calls are dropped.
+                self._pool.shutdown(wait=False, cancel_futures=True)
             await native.close()
 
-    async def _pump_selector(
-        self, loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]
-    ) -> bool:
+    async def _pump_selector(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Take jobs when the engine's wake-up socket becomes readable.
 
         The loop sleeps in its own selector; the engine writes one byte when
@@ -206,7 +256,7 @@ class WorkerBase:
                 if not batch:
                     return
                 for item in batch:
-                    start(loop, tasks, item)
+                    start(loop, item)
 
         try:
             loop.add_reader(sock.fileno(), pump)
@@ -221,9 +271,7 @@ class WorkerBase:
             sock.close()
         return True
 
-    async def _pump_awaiting(
-        self, loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]
-    ) -> None:
+    async def _pump_awaiting(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take jobs one awaited batch at a time (loops without add_reader)."""
         native = self._native
         while True:
@@ -231,26 +279,47 @@ class WorkerBase:
             if batch is None:
                 return
             for item in batch:
-                self._start(loop, tasks, item)
+                self._start(loop, item)
 
     def _start(
         self,
         loop: asyncio.AbstractEventLoop,
-        tasks: set[asyncio.Task[Any]],
-        item: tuple[int, str, str, bytes, int, int],
+        item: tuple[int, str, str, bytes, int, int, int | None],
     ) -> None:
-        """Runs a job's first step now, in its own context; only a job that
-        suspends becomes a task (what Python 3.12's eager tasks do). A handler
-        that finishes without suspending costs no task at all."""
+        """Starts one job in its own task, in a fresh copy of the run()
+        context, so `current_task()`, timeouts, task groups and cancel scopes
+        work from the handler's first step on."""
         coro = self._one(*item)
+        if _EAGER:
+            t = asyncio.Task(
+                coro, loop=loop, context=self._ctx.copy(), eager_start=True
+            )  # type: ignore[call-arg]
+            if t.done():
+                return
+        elif _TASK_CONTEXT:
+            t = loop.create_task(coro, context=self._ctx.copy())
+        else:  # 3.10: a task copies the context it is created in
+            t = self._ctx.copy().run(loop.create_task, coro)
+        self._running[item[0]] = t
+
+    def _expire(self, token: int) -> None:
+        """A run reached its time limit: cancel its task."""
+        t = self._running.get(token)
+        if t is not None and not t.done():
+            self._expired.add(token)
+            t.cancel("chasquimq: the job's time limit passed")
+
+    def _in_thread(self, job: Job) -> asyncio.Future[Any]:
+        """Runs a synchronous handler in the pool, in the job's context."""
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = ThreadPoolExecutor(
+                max_workers=self._pool_size,
+                thread_name_prefix=f"chasquimq-{self._name}",
+            )
         ctx = contextvars.copy_context()
-        try:
-            first = ctx.run(coro.send, None)
-        except StopIteration:
-            return
-        t = ctx.run(loop.create_task, _resume(coro, first))
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
+        assert self._loop is not None
+        return self._loop.run_in_executor(pool, ctx.run, self._handler, job)
 
     async def _one(
         self,
@@ -260,11 +329,13 @@ class WorkerBase:
         payload: bytes,
         attempt: int,
         created_at_ms: int,
+        timeout_ms: int | None,
     ) -> None:
-        t0 = time.perf_counter_ns()
+        t0 = _now_ns()
+        timer: asyncio.TimerHandle | None = None
         try:
             try:
-                data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                data = _unpackb(payload, raw=False, strict_map_key=False)
             except Exception as e:
                 out: tuple[Any, ...] = (
                     token,
@@ -274,11 +345,23 @@ class WorkerBase:
                     0,
                 )
             else:
-                result = self._handler(Job(job_id, name, data, attempt, created_at_ms))
-                if isawaitable(result):
-                    result = await result
-                dur = (time.perf_counter_ns() - t0) // 1000
-                if self._store_results and result is not None:
+                job = Job(job_id, name, data, attempt, created_at_ms)
+                if timeout_ms is not None:
+                    assert self._loop is not None
+                    timer = self._loop.call_later(
+                        timeout_ms / 1000, self._expire, token
+                    )
+                if self._is_async:
+                    result = await self._handler(job)
+                else:
+                    result = await self._in_thread(job)
+                    if isawaitable(result):  # a def that returned a coroutine
+                        result = await result
+                dur = (_now_ns() - t0) // 1000
+                if token in self._expired:
+                    # The handler swallowed its cancellation: still too late.
+                    out = (token, _TIMEOUT, None, None, dur)
+                elif self._store_results and result is not None:
                     try:
                         packed = _packb(result)
                     except Exception as e:
@@ -294,15 +377,29 @@ class WorkerBase:
                 else:
                     out = (token, _OK, None, None, dur)
         except asyncio.CancelledError:
-            # Shutdown deadline: leave the job pending for recovery.
-            out = (token, _ABANDONED, None, None, 0)
+            dur = (_now_ns() - t0) // 1000
+            if token in self._expired:
+                out = (token, _TIMEOUT, None, None, dur)
+            elif self._abandoning:
+                # Shutdown deadline: leave the job pending for recovery.
+                out = (token, _ABANDONED, None, None, 0)
+            else:
+                # The handler raised CancelledError of its own (a cancelled
+                # inner task, an explicit raise): that job fails, nothing else.
+                out = (
+                    token,
+                    _FAILED,
+                    None,
+                    "CancelledError: the handler raised CancelledError",
+                    dur,
+                )
         except UnrecoverableError as e:
             out = (
                 token,
                 _UNRECOVERABLE,
                 None,
                 _reason(e),
-                (time.perf_counter_ns() - t0) // 1000,
+                (_now_ns() - t0) // 1000,
             )
         except Exception as e:
             out = (
@@ -310,13 +407,18 @@ class WorkerBase:
                 _FAILED,
                 None,
                 _reason(e),
-                (time.perf_counter_ns() - t0) // 1000,
+                (_now_ns() - t0) // 1000,
             )
         except BaseException:
             # KeyboardInterrupt / SystemExit from a handler: free the slot,
             # leave the job pending for recovery, and let the exit proceed.
             self._settle_one((token, _ABANDONED, None, None, 0))
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._running.pop(token, None)
+            self._expired.discard(token)
         self._settle_one(out)
 
     def _settle_one(self, out: tuple[Any, ...]) -> None:
@@ -332,34 +434,3 @@ class WorkerBase:
         if self._buf:
             buf, self._buf = self._buf, []
             self._native.settle(buf)
-
-
-class _Continue:
-    """Awaitable that continues a coroutine already started by `_start`,
-    passing what it awaits through to the task that runs it."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value = self.coro, self.first
-        while True:
-            try:
-                sent = yield value
-            except BaseException as e:
-                try:
-                    value = coro.throw(e)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
-    return await _Continue(coro, first)

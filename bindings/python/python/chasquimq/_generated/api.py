@@ -98,6 +98,7 @@ class Queue(QueueBase):
         attempts: int | None = None,
         backoff: BackoffLike | None = None,
         job_id: str | None = None,
+        timeout_ms: int | None = None,
         repeat: RepeatLike | None = None,
         missed_fires: MissedFiresLike | None = None,
     ) -> Job:
@@ -117,6 +118,11 @@ class Queue(QueueBase):
             backoff: Retry backoff of this job: fixed milliseconds, a BackoffSpec or
                 a raw native dict.
             job_id: Stable id for idempotent scheduling.
+            timeout_ms: Time limit of each run of this job in milliseconds,
+                overriding the worker's job_timeout_ms. A run past it fails with a
+                "timeout: ..." reason and is retried or dead-lettered like any failure.
+                Carried in the envelope's retry override (a third slot, written only
+                when set).
             repeat: Upsert a repeatable spec instead of adding one job.
             missed_fires: Catch-up policy of the repeatable spec; needs `repeat`.
 
@@ -149,6 +155,8 @@ class Queue(QueueBase):
             _validate.backoff_like("backoff", backoff)
         if job_id is not None:
             _validate.job_id("job_id", job_id)
+        if timeout_ms is not None:
+            _validate.positive_int("timeout_ms", timeout_ms)
         if repeat is not None:
             _validate.repeat_like("repeat", repeat)
         if missed_fires is not None:
@@ -165,6 +173,7 @@ class Queue(QueueBase):
             attempts=attempts,
             backoff=backoff,
             job_id=job_id,
+            timeout_ms=timeout_ms,
             repeat=repeat,
             missed_fires=missed_fires,
         )
@@ -180,6 +189,7 @@ class Queue(QueueBase):
         attempts: int | None = None,
         backoff: BackoffLike | None = None,
         repeat: RepeatLike | None = None,
+        timeout_ms: int | None = None,
     ) -> Job:
         """Idempotent add: requires `job_id`.
 
@@ -198,6 +208,11 @@ class Queue(QueueBase):
             backoff: Retry backoff of this job: fixed milliseconds, a BackoffSpec or
                 a raw native dict.
             repeat: Upsert a repeatable spec instead of adding one job.
+            timeout_ms: Time limit of each run of this job in milliseconds,
+                overriding the worker's job_timeout_ms. A run past it fails with a
+                "timeout: ..." reason and is retried or dead-lettered like any failure.
+                Carried in the envelope's retry override (a third slot, written only
+                when set).
 
         Returns:
             The job (the existing one's id when it was a duplicate).
@@ -229,6 +244,8 @@ class Queue(QueueBase):
             _validate.backoff_like("backoff", backoff)
         if repeat is not None:
             _validate.repeat_like("repeat", repeat)
+        if timeout_ms is not None:
+            _validate.positive_int("timeout_ms", timeout_ms)
         if delay_ms is not None and delay is not None:
             raise _validate.mutually_exclusive_error("delay_ms", "delay")
         return await self._add_unique(
@@ -240,14 +257,15 @@ class Queue(QueueBase):
             attempts=attempts,
             backoff=backoff,
             repeat=repeat,
+            timeout_ms=timeout_ms,
         )
 
     async def add_bulk(self, jobs: Sequence[dict[str, Any]]) -> list[Job]:
         """Enqueue many jobs.
 
         Each entry is a dict with keys name and data, and optionally delay_ms, delay,
-        attempts, backoff, job_id and repeat, validated as in add. Entries without
-        per-job options go out in one pipeline.
+        attempts, backoff, job_id, repeat and timeout_ms, validated as in add. Entries
+        without per-job options go out in one pipeline.
 
         Args:
             jobs: The entries.
@@ -576,6 +594,8 @@ class Worker(WorkerBase):
         store_results: bool = False,
         result_ttl_ms: int | None = None,
         shutdown_timeout_ms: int = 30000,
+        job_timeout_ms: int | None = None,
+        thread_pool_size: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -612,6 +632,17 @@ class Worker(WorkerBase):
                 None uses the engine default, 3600000.
             shutdown_timeout_ms: How long close() lets in-flight handlers finish
                 before leaving them pending for recovery by another worker.
+            job_timeout_ms: Time limit of one run, in milliseconds, for jobs added
+                without their own timeout_ms; None means no limit. Past it an async
+                handler's task is cancelled (a handler that catches the cancellation
+                still fails), and the run fails with a "timeout: ..." reason, then is
+                retried or dead-lettered like any failure. A synchronous handler cannot
+                be interrupted: its job fails at the limit and its thread runs on until
+                the function returns (see docs/handlers.md).
+            thread_pool_size: Threads that run synchronous (def) handlers; None
+                means `concurrency`. A synchronous handler never runs on the event loop:
+                each job waits for a thread of this pool, and a blocking one holds only
+                its own slot.
 
         Raises:
             InvalidArgumentError: An argument has the right type but a value that is
@@ -645,6 +676,10 @@ class Worker(WorkerBase):
         if result_ttl_ms is not None:
             _validate.positive_int("result_ttl_ms", result_ttl_ms)
         _validate.positive_int("shutdown_timeout_ms", shutdown_timeout_ms)
+        if job_timeout_ms is not None:
+            _validate.positive_int("job_timeout_ms", job_timeout_ms)
+        if thread_pool_size is not None:
+            _validate.positive_int("thread_pool_size", thread_pool_size)
         self._init(
             queue_name,
             handler,
@@ -665,6 +700,8 @@ class Worker(WorkerBase):
             store_results=store_results,
             result_ttl_ms=result_ttl_ms,
             shutdown_timeout_ms=shutdown_timeout_ms,
+            job_timeout_ms=job_timeout_ms,
+            thread_pool_size=thread_pool_size,
         )
 
     @property
