@@ -21,6 +21,12 @@ knows every job's fate in advance:
     fail    raise on the first `fail` attempts
     unrec   raise UnrecoverableError
     poison  SIGKILL this very process
+
+Handlers do what users' handlers do: every run talks to Redis through
+`redis.asyncio` in its first step (before anything else is awaited) and
+again after its sleep, which runs under `asyncio.wait_for`. The client
+retries connection errors with backoff, as a production client would, so
+a Redis restart delays these calls instead of failing the run.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ import time
 from typing import Any
 
 import msgpack
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chasquimq import Job, UnrecoverableError, Worker
 
@@ -44,6 +55,8 @@ def main() -> None:
     do_fsync = cfg.get("fsync", True)
     max_attempts = int(cfg.get("max_attempts", 25))
     record = cfg.get("mode") == "record"
+    runs_key = f"chaos:{cfg['queue']}:handler-runs"
+    client: aioredis.Redis | None = None
 
     def log(line: str) -> None:
         os.write(fd, (line + "\n").encode())
@@ -62,10 +75,13 @@ def main() -> None:
         log(f"S {job.id} {job.attempt} {time.time():.6f}")
         if spec.get("poison"):
             os.kill(os.getpid(), signal.SIGKILL)
+        assert client is not None
         try:
+            await client.hincrby(runs_key, job.id, 1)
             ms = spec.get("ms", 0)
             if ms:
-                await asyncio.sleep(ms / 1000)
+                await asyncio.wait_for(asyncio.sleep(ms / 1000), ms / 1000 + 60)
+            await client.hget(runs_key, job.id)
         except asyncio.CancelledError:
             log(f"X {job.id} {job.attempt} {time.time():.6f}")
             raise
@@ -80,6 +96,12 @@ def main() -> None:
         log(f"C {job.id} {job.attempt} {time.time():.6f}")
 
     async def run() -> None:
+        nonlocal client
+        client = aioredis.from_url(
+            cfg["url"],
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 120),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         worker = Worker(
             cfg["queue"],
             handler,

@@ -26,13 +26,18 @@ from chasquimq import Job, Queue
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
+    import redis.asyncio as aioredis
     from chasquimq import Worker
 
     async def handler(job):
+        # A handler that talks to Redis in its first step, as users' do.
+        await client.hincrby(sys.argv[2] + ":doomed-runs", job.id, 1)
         print("STARTED", job.id, job.attempt, flush=True)
         await asyncio.Event().wait()  # blocks until the process is killed
 
     async def main():
+        global client
+        client = aioredis.from_url(sys.argv[1])
         w = Worker(sys.argv[2], handler, redis_url=sys.argv[1], read_block_ms=200,
                    consumer_id="doomed", concurrency=int(sys.argv[3]))
         await w.run()
@@ -92,6 +97,7 @@ async def test_killed_worker_jobs_are_recovered(
     seen: dict[str, Job] = {}
 
     async def handler(job: Job) -> None:
+        await r.hincrby(f"{queue_name}:recovered-runs", job.id, 1)
         seen[job.id] = job
 
     async with running(
@@ -100,6 +106,10 @@ async def test_killed_worker_jobs_are_recovered(
         await wait_until(lambda: len(seen) == 4, timeout=15, what="every job completed")
         await wait_until(lambda: _drained(r, queue_name), what="acked")
     assert set(seen) == {j.id for j in jobs} | {after.id}
+    doomed = await r.hgetall(f"{queue_name}:doomed-runs")
+    assert {k.decode(): int(v) for k, v in doomed.items()} == {j.id: 1 for j in jobs}
+    recovered = await r.hgetall(f"{queue_name}:recovered-runs")
+    assert {k.decode(): int(v) for k, v in recovered.items()} == {j: 1 for j in seen}
     # The lost delivery counts: recovered jobs run as attempt 2.
     for j in jobs:
         assert seen[j.id].attempt == 2
