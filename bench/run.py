@@ -79,6 +79,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         worker={"events": True},
     ),
     Scenario(
+        "worker-yield",
+        "work",
+        100_000,
+        "as worker-noop, the handler suspends once (Python `await asyncio.sleep(0)`, Node `await Promise.resolve()`)",
+        worker={"events": True, "yield": True},
+    ),
+    Scenario(
         "worker-noop-events-off",
         "work",
         100_000,
@@ -141,6 +148,7 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
         "add-bulk",
     ): "n/a: no bulk API (`map` enqueues one by one and waits for results)",
     ("taskiq", "add-bulk"): "n/a: no bulk API",
+    ("rq", "worker-yield"): "n/a: synchronous handlers only",
     (
         "taskiq",
         "delayed",

@@ -5,6 +5,7 @@ only jobs that raise `Retry`, so the retry scenario's handler raises
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from datetime import timedelta
@@ -16,6 +17,7 @@ from arq.connections import RedisSettings
 from arq.worker import func
 from common import (
     SPEC,
+    YIELD,
     FirstAttemptFailure,
     Tracker,
     producer_main,
@@ -49,6 +51,8 @@ async def run(tracker: Tracker) -> None:
             begin(data)
         except FirstAttemptFailure:
             raise Retry(defer=0) from None
+        if YIELD:
+            await asyncio.sleep(0)
         return end(data)
 
     worker = Worker(

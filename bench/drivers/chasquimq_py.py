@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SPEC, Tracker, producer_main, start_then_open, worker_main
+from common import SPEC, YIELD, Tracker, producer_main, start_then_open, worker_main
 
 from chasquimq import Job, Queue, Worker
 
@@ -43,6 +44,8 @@ async def run(tracker: Tracker) -> None:
     async def handler(job: Job) -> Any:
         data = job.data
         begin(data)
+        if YIELD:
+            await asyncio.sleep(0)
         return end(data)
 
     kw: dict[str, Any] = {}

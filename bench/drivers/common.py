@@ -48,6 +48,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 SPEC: dict[str, Any] = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+#: The handler suspends once (the worker-yield scenario).
+YIELD = bool(SPEC.get("yield"))
 
 # ---- CPU accounting -------------------------------------------------------
 

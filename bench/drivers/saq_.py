@@ -7,13 +7,14 @@ retry_delay 0."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import SPEC, Tracker, producer_main, start_then_open, worker_main
+from common import SPEC, YIELD, Tracker, producer_main, start_then_open, worker_main
 from saq import Queue, Worker
 
 
@@ -39,6 +40,8 @@ async def run(tracker: Tracker) -> None:
 
     async def handler(ctx: Any, *, data: dict[str, Any]) -> Any:
         begin(data)
+        if YIELD:
+            await asyncio.sleep(0)
         return end(data)
 
     queue = Queue.from_url(SPEC["url"], name=SPEC["queue"])

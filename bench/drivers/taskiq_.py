@@ -8,6 +8,7 @@ default_retry_label=True), which re-sends the message at once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (
     SPEC,
+    YIELD,
     Tracker,
     Unsupported,
     producer_main,
@@ -67,6 +69,8 @@ async def run(tracker: Tracker) -> None:
     @broker.task(task_name="handler")
     async def handler(data: dict) -> Any:
         begin(data)
+        if YIELD:
+            await asyncio.sleep(0)
         return end(data)
 
     broker.is_worker_process = True

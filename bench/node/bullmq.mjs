@@ -31,6 +31,7 @@ function start(tracker) {
     SPEC.queue,
     async (job) => {
       tracker.begin(job.data);
+      if (SPEC.yield) await Promise.resolve();
       return tracker.end(job.data);
     },
     { connection: redisOptions(), concurrency: SPEC.concurrency ?? 100, autorun: false },

@@ -45,6 +45,7 @@ function start(tracker) {
     SPEC.queue,
     async (job) => {
       tracker.begin(job.data);
+      if (SPEC.yield) await Promise.resolve();
       return tracker.end(job.data);
     },
     opts,
