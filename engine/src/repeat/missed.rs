@@ -206,7 +206,7 @@ impl Windows<'_> {
     fn after(&self, t: i64) -> Result<Option<i64>, RepeatError> {
         let t = t.max(self.start.saturating_sub(1));
         let at = self.schedule.window_after(self.anchor, t)?;
-        Ok(at.filter(|at| self.end.map_or(true, |end| *at < end)))
+        Ok(at.filter(|at| self.end.is_none_or(|end| *at < end)))
     }
 
     /// The last window at or before `t`.

@@ -221,7 +221,7 @@ pub fn first_fire(
             }
         }
     };
-    Ok(first.filter(|at| end_before_ms.map_or(true, |end| *at < wire_ms(end))))
+    Ok(first.filter(|at| end_before_ms.is_none_or(|end| *at < wire_ms(end))))
 }
 
 #[cfg(test)]

@@ -410,7 +410,7 @@ mod tests {
         s.key = "x".repeat(300);
         s.payload = vec![0xc4, 0xff]
             .into_iter()
-            .chain(std::iter::repeat(7).take(255))
+            .chain(std::iter::repeat_n(7, 255))
             .collect(); // a 257-byte user msgpack
         let encoded = s.encode().unwrap();
         assert_eq!(&encoded[..4], &[0x98, 0xda, 0x01, 0x2c]);
