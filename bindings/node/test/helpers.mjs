@@ -1,70 +1,50 @@
-// Test helpers: a real redis-server started on a free port (never 6379,
+// Test helpers: a real redis-server of its own per test file (never 6379,
 // never a mock), unique queue names, polling, a raw client for asserting on
 // what is stored in Redis.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { after, before } from "node:test";
 import { Redis } from "ioredis";
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+// The spawner every suite shares (CONTRIBUTING.md says why one program): it
+// chooses the port, retrying when another process wins it, never 6379.
+const REDISPROC = fileURLToPath(new URL("../../../tools/redisproc.py", import.meta.url));
 
-function ping(port) {
-  return new Promise((resolve) => {
-    const sock = net.createConnection({ host: "127.0.0.1", port });
-    sock.setTimeout(500);
-    sock.once("connect", () => sock.write("PING\r\n"));
-    sock.once("data", (d) => {
-      sock.destroy();
-      resolve(d.toString().startsWith("+PONG"));
+/**
+ * Starts a throwaway redis-server (`--save '' --appendonly no`) through
+ * tools/redisproc.py. `args` go to the spawner: its flags (`--tls`,
+ * `--cluster`, N), then `--` and redis-server's. `stop()` closes the
+ * spawner's stdin, which stops the server; so does this process dying.
+ */
+export async function startRedis({ args = [] } = {}) {
+  const proc = spawn("python3", [REDISPROC, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  const exited = new Promise((resolve) => proc.once("exit", (code) => resolve(code)));
+  const started = new Promise((resolve, reject) => {
+    proc.once("error", (e) => reject(new Error(`python3 must be on PATH to start redis-server: ${e.message}`)));
+    const lines = createInterface({ input: proc.stdout });
+    lines.once("line", (line) => {
+      // One line is all it prints: let go of the pipe so it cannot hold
+      // this process's event loop open.
+      lines.close();
+      proc.stdout.destroy();
+      resolve(line);
     });
-    sock.once("error", () => resolve(false));
-    sock.once("timeout", () => {
-      sock.destroy();
-      resolve(false);
-    });
+    exited.then((code) => reject(new Error(`${REDISPROC} exited (${code}) before printing an address`)));
   });
-}
-
-/** Starts a throwaway redis-server (`--save '' --appendonly no`). */
-export async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "chasqui-node-redis-"));
-  const proc = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"],
-    { stdio: "ignore" },
-  );
-  let exited = false;
-  proc.once("exit", () => (exited = true));
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error("redis-server exited at start; is it installed?");
-    if (await ping(port)) break;
-    await sleep(20);
+  const info = JSON.parse(await started);
+  if (info.error) {
+    await exited;
+    throw new Error(`redis-server did not start: ${info.error}`);
   }
   return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
+    port: info.port,
+    ports: info.ports,
+    url: info.url,
     async stop() {
-      if (!exited) {
-        const gone = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await gone;
-      }
-      rmSync(dir, { recursive: true, force: true });
+      proc.stdin.end();
+      await exited;
     },
   };
 }

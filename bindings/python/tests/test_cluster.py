@@ -1,9 +1,10 @@
-"""Redis Cluster: a local 3-master cluster (started here with redis-server
-and `redis-cli --cluster create`), queues whose hash tags land on different
-masters, and every feature through `redis-cluster://` URLs: the core
-lifecycle, delayed jobs, repeatables, events, results, crash recovery, the
-standalone Scheduler, worker shutdown (CLIENT UNBLOCK on the right node),
-seed-node lists and a restricted ACL user. Skips only without `redis-cli`.
+"""Redis Cluster: a local 3-master cluster (started by the shared spawner,
+tools/redisproc.py, with `redis-cli --cluster create`), queues whose hash
+tags land on different masters, and every feature through
+`redis-cluster://` URLs: the core lifecycle, delayed jobs, repeatables,
+events, results, crash recovery, the standalone Scheduler, worker shutdown
+(CLIENT UNBLOCK on the right node), seed-node lists and a restricted ACL
+user. Skips only without `redis-cli`.
 
 A script that touched a key it did not declare, or keys of two slots, fails
 here with CROSSSLOT / "non local key" errors; a command routed by a
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +27,7 @@ from helpers import key, wait_until
 from lifecycle import ENC, ROOT, SECRET, acl_setuser_line, no_secret, run_lifecycle
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redisproc import RedisProcess, free_port
+from redisproc import RedisClusterProcess, RedisProcess, free_port
 
 from chasquimq import Job, Queue, QueueEvents, RepeatPattern, Scheduler, Worker
 
@@ -39,56 +39,12 @@ pytestmark = pytest.mark.skipif(
 MASTERS = 3
 
 
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
-    while True:
-        port = free_port()
-        if port <= 55535 and _free(port + 10000):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[RedisProcess]]:
-    nodes: list[RedisProcess] = []
-    try:
-        for _ in range(MASTERS):
-            node = RedisProcess(port=_cluster_port())
-            nodes.append(node)
-            node.extra_args = [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", f"{node.dir}/nodes-{node.port}.conf",
-                "--cluster-node-timeout", "5000",
-            ]  # fmt: skip
-            node.start()
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        for n in nodes:
-            while True:
-                info = subprocess.run(
-                    ["redis-cli", "-p", str(n.port), "cluster", "info"],
-                    capture_output=True, text=True, timeout=10,
-                ).stdout  # fmt: skip
-                if "cluster_state:ok" in info:
-                    break
-                assert time.monotonic() < deadline, f"cluster not ok: {info}"
-                time.sleep(0.05)
-        yield nodes
-    finally:
-        for n in nodes:
-            n.cleanup()
+    """MASTERS cluster-mode servers joined into one cluster by the shared
+    spawner (tools/redisproc.py), which chooses every port and its bus port."""
+    with RedisClusterProcess(MASTERS) as c:
+        yield c.nodes
 
 
 def cluster_url(nodes: list[RedisProcess], auth: str = "") -> str:
