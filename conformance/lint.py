@@ -8,11 +8,11 @@ Checks that:
 - cross vectors have a produce and a consume phase;
 - every public operation of spec/api.yaml (Queue, Worker and QueueEvents
   methods and constructors, the value-type factories) has a vector;
-- every DLQ reason and event kind of the wire format appears in an
-  expectation;
+- docs/wire-format.md and the vectors agree (wire_doc.py): every key,
+  stream/hash field, event kind (with its fields) and DLQ reason a vector
+  shows is documented and every documented one is shown, and the page's
+  byte examples are the vectors' bytes;
 - the queue-name vectors list exactly spec/vectors/queue_names.json;
-- the vectors of the wire reference's observed bytes (the send-email
-  envelope, the exponential override, the StoredSpec payload) hold them;
 - known_gaps.json names existing vectors and runner keys.
 
 Prints the vector count per area; exits 1 listing every problem.
@@ -33,69 +33,9 @@ sys.path.insert(0, str(HERE))
 
 import api_table  # noqa: E402
 import runner  # noqa: E402
+import wire_doc  # noqa: E402
 
-DLQ_REASONS = {
-    "retries_exhausted",
-    "unrecoverable",
-    "decode_failed",
-    "malformed",
-    "oversize_payload",
-    "stalled",
-}
-EVENT_KINDS = {
-    "waiting",
-    "active",
-    "completed",
-    "failed",
-    "retry-scheduled",
-    "dlq",
-    "drained",
-    "delayed",
-}
 GAP_KEYS = {"python", "node", "parity", "python->node", "node->python"}
-
-# The observed bytes quoted by the wire reference, restated from its text
-# (not from a run): the vectors that carry them must keep them verbatim.
-_ULID = "01HF7YAT00000G000000000000"  # clock 1700000000000, seed 1, n 0
-_MS = (1700000000000).to_bytes(8, "big").hex()
-_EXP_OVERRIDE = (
-    "92 05 95 ab" + b"exponential".hex() + "cc fa cd 27 10 cb 4008000000000000 32"
-)
-REFERENCE_BYTES = {
-    # add("send-email", {"to": "a@x", "n": 1})
-    "immediate/named": (
-        ["{chasqui:emails}:stream", "entries", 0, "fields", "d", "hex"],
-        "94 ba"
-        + _ULID.encode().hex()
-        + "c4 0b 82 a2 74 6f a3 61 40 78 a1 6e 01 cf"
-        + _MS
-        + "00",
-    ),
-    # the same with attempts=5, backoff=exponential(250, x3, max 10000, jitter 50)
-    "retry_override/exponential": (
-        ["{chasqui:emails}:stream", "entries", 0, "fields", "d", "hex"],
-        "95 ba"
-        + _ULID.encode().hex()
-        + "c4 0b 82 a2 74 6f a3 61 40 78 a1 6e 01 cf"
-        + _MS
-        + "00"
-        + _EXP_OVERRIDE,
-    ),
-    # StoredSpec of "tick" every 60000 ms with {"c": 1}: payload c4 06 c4 04 81 a1 63 01
-    "repeatable/stored_spec": (
-        ["{chasqui:ticks}:repeat:spec:tick::every:60000", "fields", "spec", "hex"],
-        "98 b1"
-        + b"tick::every:60000".hex()
-        + "a4"
-        + b"tick".hex()
-        + "81 a5"
-        + b"Every".hex()
-        + "91 cd ea 60"
-        + "c4 06 c4 04 81 a1 63 01"
-        + "c0 c0 c0"
-        + "00",
-    ),
-}
 
 
 def factories_in(value: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -112,16 +52,6 @@ def factories_in(value: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def strings_in(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(strings_in(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(strings_in(v) for v in value)) if value else set()
-    return set()
-
-
 def lint() -> list[str]:
     problems: list[str] = []
     schema = json.loads((HERE / "schema" / "vector.schema.json").read_text())
@@ -130,9 +60,7 @@ def lint() -> list[str]:
     calls = table["calls"]
     presets = runner.load_presets()
     covered: set[str] = set()
-    by_id_all = {v.get("id"): v for _, v in runner.load_vectors()}
     seen: dict[str, Path] = {}
-    expectations: set[str] = set()
 
     def check_args(where: str, call: dict[str, Any], args: dict[str, Any]) -> None:
         names = {p["name"] for p in call["params"]}
@@ -178,11 +106,9 @@ def lint() -> list[str]:
                 else:
                     covered.add(calls[fname]["op"])
                     check_args(where, calls[fname], fargs)
-            expectations |= strings_in(op.get("expect", {}))
             code = op.get("expect", {}).get("error")
             if code is not None and code not in table["errors"]:
                 problems.append(f"{where}: {code!r} is not an error code of the spec")
-        expectations |= strings_in(v.get("expect_redis", {}))
         for rule in v.get("scrub", []):
             if isinstance(rule, str) and rule not in presets:
                 problems.append(f"{rel}: unknown scrub preset {rule!r}")
@@ -192,23 +118,12 @@ def lint() -> list[str]:
     for op in api_table.public_operations(table):
         if op not in covered:
             problems.append(f"no vector calls {op}")
-    for reason in sorted(DLQ_REASONS - expectations):
-        problems.append(f"no vector expects the DLQ reason {reason!r}")
-    for kind in sorted(EVENT_KINDS - expectations):
-        problems.append(f"no vector expects the event {kind!r}")
-
-    for vid, (path, spaced) in REFERENCE_BYTES.items():
-        node: Any = by_id_all.get(vid, {}).get("expect_redis", {})
-        for seg in path:
-            try:
-                node = node[seg]
-            except (KeyError, IndexError, TypeError):
-                node = None
-                break
-        if node != spaced.replace(" ", ""):
-            problems.append(
-                f"{vid}: expect_redis {'/'.join(map(str, path))} is not the wire reference's bytes"
-            )
+    # The DLQ reasons, event kinds, keys, fields and byte examples of
+    # docs/wire-format.md against the vectors, in both directions.
+    problems += wire_doc.check(
+        wire_doc.DOC.read_text(encoding="utf-8"),
+        {v.get("id", ""): v for _, v in runner.load_vectors()},
+    )
 
     names = json.loads(
         (runner.ROOT / "spec" / "vectors" / "queue_names.json").read_text()

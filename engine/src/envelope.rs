@@ -1,6 +1,6 @@
 //! The job envelope, its retry override, the delayed-set member and the
 //! retry backoff: byte for byte the ChasquiMQ 1.x layout
-//! (`conformance/vectors/` holds the golden vectors; `shared/reference/wire-format.md` the prose).
+//! (`conformance/vectors/` holds the golden vectors; `docs/wire-format.md` the prose).
 
 use crate::errors::{Error, Result};
 use crate::msgpack::{DecodeError, Reader};

@@ -10,7 +10,7 @@ use fred::prelude::*;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Leader lock TTL (wire reference: `EX 5`).
+/// Leader lock TTL (`EX 5`, docs/wire-format.md).
 pub const LOCK_TTL_SECS: i64 = 5;
 /// Most members moved per script call.
 pub const BATCH: i64 = 1_000;

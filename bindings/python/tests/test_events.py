@@ -23,7 +23,7 @@ from chasquimq import (
     UnrecoverableError,
 )
 
-# The wire reference's table: extra fields per event, in stream order.
+# docs/wire-format.md's events table: extra fields per event, in stream order.
 WIRE_EXTRA = {
     "waiting": [],
     "active": ["attempt"],

@@ -1,4 +1,4 @@
-"""Byte-exact checks of the Redis data layout (docs: wire-format.md)."""
+"""Byte-exact checks of the Redis data layout (docs/wire-format.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@
 //! handling (used when it is given zoned times) would fire a wildcard pattern
 //! such as `*/15 * * * *` on both instants of a repeated hour, and skip gap
 //! times instead of moving them. Evaluating on naive local times keeps the
-//! schedule a pure function of the wall clock, as the wire reference states.
+//! schedule a pure function of the wall clock, as `docs/wire-format.md` states.
 //! The cost: a sub-hourly pattern has no fire during the second pass of a
 //! repeated hour (its wall-clock times have already fired once).
 //!

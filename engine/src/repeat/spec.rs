@@ -718,7 +718,7 @@ mod tests {
 
     #[test]
     fn opts_golden_bytes() {
-        // The wire reference's retry override: attempts=5, exponential(250,
+        // docs/wire-format.md's retry override: attempts=5, exponential(250,
         // multiplier 3, max 10000, jitter 50).
         let o = SpecOptions {
             max_attempts: Some(5),
