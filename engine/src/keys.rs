@@ -10,6 +10,7 @@ pub struct Keys {
     pub events: String,
     pub promoter_lock: String,
     pub scheduler_lock: String,
+    pub scheduler_tick: String,
     pub repeat: String,
 }
 
@@ -23,6 +24,7 @@ impl Keys {
             events: format!("{prefix}events"),
             promoter_lock: format!("{prefix}promoter:lock"),
             scheduler_lock: format!("{prefix}scheduler:lock"),
+            scheduler_tick: format!("{prefix}scheduler:tick"),
             repeat: format!("{prefix}repeat"),
             prefix,
         }

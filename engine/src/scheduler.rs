@@ -10,8 +10,8 @@ use crate::envelope::{Envelope, RetryOverride};
 use crate::errors::{Error, Result};
 use crate::keys::Keys;
 use crate::repeat::{
-    self, first_fire, plan_fires, spec_key, MissedFires, Pattern, RepeatError, SpecLimits,
-    StoredSpec,
+    self, first_fire, plan_fires_in, spec_key, MissedFires, Outage, Pattern, RepeatError,
+    SpecLimits, StoredSpec,
 };
 use fred::prelude::*;
 use std::time::Duration;
@@ -209,14 +209,21 @@ pub async fn remove(client: &Client, keys: &Keys, key: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
-/// Lock, clock and due specs in one call.
-/// KEYS: lock, repeat. ARGV: holder, ttl, batch.
-/// Returns {leader, now, ms_to_next|-1, key1, score1, ...}.
+/// Lock, clock and due specs in one call; the leader also records the
+/// time of this tick (`scheduler:tick`, only while the queue has specs, so
+/// a queue without repeatable jobs holds no extra key) and returns the
+/// previous one, from which the missed-fire outage is measured.
+/// KEYS: lock, repeat, tick. ARGV: holder, ttl, batch, tick_key_ttl_ms.
+/// Returns {leader, now, ms_to_next|-1, previous_tick|-1, key1, score1, ...}.
 const TICK: &str = concat!(
     crate::scripts::lua_leader_lock!(),
     crate::scripts::lua_server_now!(),
     r#"
-local out = {1, now, -1}
+local prev = tonumber(redis.call('GET', KEYS[3]) or '') or -1
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[3], string.format('%.0f', now), 'PX', ARGV[4])
+end
+local out = {1, now, -1, prev}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 for i = 1, #due do out[#out + 1] = due[i] end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -257,11 +264,40 @@ pub struct SchedulerConfig {
     pub lock_ttl_secs: u64,
 }
 
+/// How long the `scheduler:tick` record lives: past it, the previous tick
+/// is unknown and the outage is taken to reach back to the first due window.
+pub const TICK_RECORD_TTL_MS: u64 = 86_400_000;
+
 impl SchedulerConfig {
-    /// A window is fired "on time" within this grace; older windows are
-    /// missed and follow the spec's missed-fires policy.
-    pub fn grace_ms(&self) -> u64 {
-        self.lock_ttl_secs * 1000 + 2 * self.tick.as_millis() as u64
+    fn tick_ms(&self) -> i64 {
+        i64::try_from(self.tick.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The longest gap between two ticks of the queue that is still a
+    /// healthy cadence (a slow tick, a graceful leader change):
+    /// `2 * tick + 500 ms`. A longer gap is an outage.
+    pub fn healthy_gap_ms(&self) -> i64 {
+        self.tick_ms().saturating_mul(2).saturating_add(500)
+    }
+
+    /// The outage seen by a tick at `now_ms` whose previous tick was at
+    /// `previous_tick_ms`: none after a healthy gap; otherwise the windows
+    /// after the previous tick (or all, when there is none) and more than
+    /// one tick before now. A window within one tick of now is on time
+    /// even after an outage: a healthy scheduler would fire it now too.
+    pub fn outage(&self, now_ms: i64, previous_tick_ms: Option<i64>) -> Outage {
+        let until_ms = now_ms.saturating_sub(self.tick_ms());
+        match previous_tick_ms {
+            Some(p) if now_ms.saturating_sub(p) <= self.healthy_gap_ms() => Outage::NONE,
+            Some(p) => Outage {
+                from_ms: p.saturating_add(1),
+                until_ms,
+            },
+            None => Outage {
+                from_ms: i64::MIN,
+                until_ms,
+            },
+        }
     }
 }
 
@@ -303,11 +339,13 @@ impl Scheduler {
                 vec![
                     keys.scheduler_lock.as_str().into(),
                     keys.repeat.as_str().into(),
+                    keys.scheduler_tick.as_str().into(),
                 ],
                 vec![
                     Value::from(cfg.holder.as_str()),
                     Value::from(cfg.lock_ttl_secs as i64),
                     Value::from(cfg.batch as i64),
+                    Value::from(TICK_RECORD_TTL_MS as i64),
                 ],
             )
             .await?;
@@ -321,7 +359,9 @@ impl Scheduler {
             return Ok(report);
         }
         let now = int(r.get(1));
-        let due: Vec<(String, i64)> = r[3..]
+        let previous = Some(int(r.get(3))).filter(|p| *p >= 0);
+        let outage = cfg.outage(now, previous);
+        let due: Vec<(String, i64)> = r[4.min(r.len())..]
             .chunks(2)
             .filter_map(|c| match c {
                 [k, s] => Some((
@@ -343,7 +383,7 @@ impl Scheduler {
         let rows: Vec<Vec<Value>> = pipe.all().await?;
         for ((key, score), row) in due.into_iter().zip(rows) {
             match self
-                .fire_one(client, keys, cfg, &key, score, now, row)
+                .fire_one(client, keys, cfg, &key, score, now, &outage, row)
                 .await
             {
                 Ok(n) => report.fired += n,
@@ -365,6 +405,7 @@ impl Scheduler {
         key: &str,
         score: i64,
         now: i64,
+        outage: &Outage,
         row: Vec<Value>,
     ) -> Result<u64> {
         let mut it = row.into_iter();
@@ -401,14 +442,7 @@ impl Scheduler {
             start_after_ms: spec.start_after_ms,
             end_before_ms: spec.end_before_ms,
         };
-        let plan = plan_fires(
-            &schedule,
-            spec.missed_fires,
-            &limits,
-            score,
-            now,
-            cfg.grace_ms(),
-        )?;
+        let plan = plan_fires_in(&schedule, spec.missed_fires, &limits, score, now, outage)?;
         let mut args: Vec<Value> = vec![
             Value::from(key),
             Value::from(score),
@@ -537,5 +571,50 @@ impl StandaloneScheduler {
     pub async fn close(&self) {
         self.stop.cancel();
         let _ = self.client.quit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(tick_ms: u64) -> SchedulerConfig {
+        SchedulerConfig {
+            holder: "h".into(),
+            tick: Duration::from_millis(tick_ms),
+            batch: 100,
+            max_stream_len: 1_000,
+            lock_ttl_secs: 5,
+        }
+    }
+
+    #[test]
+    fn the_outage_is_measured_from_the_previous_tick() {
+        let c = cfg(1_000);
+        assert_eq!(c.healthy_gap_ms(), 2_500);
+        // Healthy: a tick on time, a slow one, a graceful leader change.
+        for gap in [1_000, 1_900, 2_500] {
+            assert_eq!(c.outage(100_000, Some(100_000 - gap)), Outage::NONE);
+        }
+        // A gap past the cadence: the windows after the previous tick and
+        // more than a tick before now were missed.
+        assert_eq!(
+            c.outage(100_000, Some(96_000)),
+            Outage {
+                from_ms: 96_001,
+                until_ms: 99_000
+            }
+        );
+        // No previous tick (first start, or a record expired): everything
+        // more than a tick old was missed.
+        assert_eq!(
+            c.outage(100_000, None),
+            Outage {
+                from_ms: i64::MIN,
+                until_ms: 99_000
+            }
+        );
+        // A server clock that stepped back is not an outage.
+        assert_eq!(c.outage(100_000, Some(150_000)), Outage::NONE);
     }
 }

@@ -43,7 +43,9 @@ pub mod pattern;
 pub mod spec;
 
 pub use self::cron::{CronSchedule, Zone};
-pub use self::missed::{plan_fires, FirePlan, MissedFires, SpecLimits, MAX_FIRES_PER_PLAN};
+pub use self::missed::{
+    plan_fires, plan_fires_in, FirePlan, MissedFires, Outage, SpecLimits, MAX_FIRES_PER_PLAN,
+};
 pub use self::pattern::{first_fire, spec_key, validate_limits, Pattern, Schedule};
 pub use self::spec::{Backoff, BackoffKind, SpecOptions, StoredSpec, OPTS_FIELD};
 pub use crate::msgpack::DecodeError;
