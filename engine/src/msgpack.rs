@@ -325,3 +325,159 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// The deepest nesting a payload may have: msgpack-python's packer stops
+/// at 511 levels, so nothing deeper can come from a well-behaved producer.
+pub const MAX_PAYLOAD_DEPTH: usize = 512;
+
+/// Why a payload would not read back as the value that was added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error(
+        "a map key at byte {offset} is {kind}; msgpack readers (Python's msgpack, \
+         msgpackr) cannot use it as a key, so every worker would dead-letter the job \
+         as decode_failed. Use str, int, float, bool, None or bytes keys (turn a \
+         tuple key into a string such as \"1,2\")"
+    )]
+    CompoundKey { offset: usize, kind: &'static str },
+    #[error("is not one msgpack value: {0}")]
+    Malformed(DecodeError),
+    #[error("nests deeper than {max} levels; flatten it")]
+    TooDeep { max: usize },
+}
+
+/// Checks that `payload` (the msgpack of a job's data) is one value whose
+/// map keys are all scalars, so that every reader decodes it back. One
+/// pass over the bytes, no allocation beyond a small stack: cheap enough
+/// for every add.
+pub fn check_payload(payload: &[u8]) -> Result<(), PayloadError> {
+    struct Open {
+        children: u64,
+        seen: u64,
+        is_map: bool,
+    }
+    let malformed = PayloadError::Malformed;
+    let mut r = Reader::new(payload);
+    let mut stack: Vec<Open> = Vec::new();
+    loop {
+        // A map's even-numbered children are its keys.
+        let is_key = stack.last().is_some_and(|o| o.is_map && o.seen % 2 == 0);
+        if let Some(o) = stack.last_mut() {
+            o.seen += 1;
+        }
+        let at = r.pos;
+        let opened = match r.peek("payload").map_err(malformed)? {
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                Some((u64::from(r.array_len("payload").map_err(malformed)?), false))
+            }
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => Some((
+                2 * u64::from(r.map_len("payload").map_err(malformed)?),
+                true,
+            )),
+            _ => {
+                r.skip("payload", 0).map_err(malformed)?;
+                None
+            }
+        };
+        if let Some((children, is_map)) = opened {
+            if is_key {
+                return Err(PayloadError::CompoundKey {
+                    offset: at,
+                    kind: if is_map {
+                        "a map"
+                    } else {
+                        "an array (a tuple or list)"
+                    },
+                });
+            }
+            if children > 0 {
+                if stack.len() + 1 >= MAX_PAYLOAD_DEPTH {
+                    return Err(PayloadError::TooDeep {
+                        max: MAX_PAYLOAD_DEPTH,
+                    });
+                }
+                stack.push(Open {
+                    children,
+                    seen: 0,
+                    is_map,
+                });
+                continue;
+            }
+        }
+        while stack.last().is_some_and(|o| o.seen == o.children) {
+            stack.pop();
+        }
+        if stack.is_empty() {
+            return r.finish("payload").map_err(malformed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    fn ok(b: &[u8]) -> bool {
+        check_payload(b).is_ok()
+    }
+
+    #[test]
+    fn scalars_and_nested_containers_with_scalar_keys_pass() {
+        assert!(ok(&[0xc0])); // nil
+        assert!(ok(&[0x90])); // []
+        assert!(ok(&[0x80])); // {}
+                              // {"a": [1, {"b": 2}], 3: h'00'}
+        assert!(ok(&[
+            0x82, 0xa1, b'a', 0x92, 0x01, 0x81, 0xa1, b'b', 0x02, 0x03, 0xc4, 0x01, 0x00
+        ]));
+        // {[]: 1}: an empty array is still an array key
+        assert!(!ok(&[0x81, 0x90, 0x01]));
+    }
+
+    #[test]
+    fn an_array_or_map_key_is_rejected_with_its_offset() {
+        // {"x": {[1, 2]: 3}}: the tuple key sits at byte 4
+        let b = [0x81, 0xa1, b'x', 0x81, 0x92, 0x01, 0x02, 0x03];
+        assert_eq!(
+            check_payload(&b),
+            Err(PayloadError::CompoundKey {
+                offset: 4,
+                kind: "an array (a tuple or list)"
+            })
+        );
+        // {{}: 1}
+        assert!(matches!(
+            check_payload(&[0x81, 0x80, 0x01]),
+            Err(PayloadError::CompoundKey { kind: "a map", .. })
+        ));
+        // A map as a value is fine: {1: {}}
+        assert!(ok(&[0x81, 0x01, 0x80]));
+    }
+
+    #[test]
+    fn truncated_trailing_and_too_deep_input_is_rejected() {
+        assert!(matches!(
+            check_payload(&[0x92, 0x01]),
+            Err(PayloadError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_payload(&[0x01, 0x02]),
+            Err(PayloadError::Malformed(DecodeError::TrailingBytes { .. }))
+        ));
+        assert!(matches!(
+            check_payload(&[]),
+            Err(PayloadError::Malformed(_))
+        ));
+        let mut deep = vec![0x91; MAX_PAYLOAD_DEPTH];
+        deep.push(0xc0);
+        assert_eq!(
+            check_payload(&deep),
+            Err(PayloadError::TooDeep {
+                max: MAX_PAYLOAD_DEPTH
+            })
+        );
+        let mut fine = vec![0x91; MAX_PAYLOAD_DEPTH - 2];
+        fine.push(0xc0);
+        assert!(ok(&fine));
+    }
+}

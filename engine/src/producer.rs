@@ -75,6 +75,13 @@ pub struct DlqEntry {
 /// Epoch ms of `created_at_ms` (see `clock`: frozen in conformance tests).
 pub use crate::clock::now_ms;
 
+/// Checks that a job's data (msgpack) reads back as it was added: one
+/// value, every map key a scalar. `field` names the argument in the error.
+pub fn validate_payload(field: &str, payload: &[u8]) -> Result<()> {
+    crate::msgpack::check_payload(payload).map_err(|e| Error::Encode(format!("{field}: {e}")))
+}
+
+/// Checks a job name (`field` names the argument in the error).
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     if name.len() > MAX_NAME_BYTES {
         return Err(Error::invalid_argument(
@@ -245,6 +252,7 @@ impl Producer {
 
     fn prepare(&self, job: &NewJob, created_at_ms: u64) -> Result<(Envelope, String)> {
         validate_name("name", &job.name)?;
+        validate_payload("data", &job.payload)?;
         if let Some(d) = job.options.delay_ms {
             if d > self.cfg.max_delay_secs.saturating_mul(1000) {
                 return Err(Error::invalid_argument(
@@ -358,6 +366,7 @@ impl Producer {
                     field: format!("jobs[{i}].{field}"),
                     message,
                 },
+                Error::Encode(message) => Error::Encode(format!("jobs[{i}].{message}")),
                 other => other,
             })?;
             match self.add_script_call(job, &env) {

@@ -99,6 +99,7 @@ pub async fn upsert(client: &Client, keys: &Keys, req: UpsertRequest) -> Result<
     let schedule = req.pattern.compile()?;
     repeat::validate_limits(req.limit, req.start_after_ms, req.end_before_ms)?;
     req.missed_fires.validate()?;
+    crate::producer::validate_payload("data", &req.payload)?;
     let key = spec_key(req.key.as_deref(), &req.job_name, &req.pattern)?;
     let hash = keys.repeat_spec(&key);
     let now = server_now_ms(client).await?;

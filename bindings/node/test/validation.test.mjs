@@ -78,6 +78,9 @@ const CASES = [
   ["data Set", (q) => q.add("n", new Set([1])), "encode", "Set"],
   ["data symbol", (q) => q.add("n", { s: Symbol("x") }), "encode", "data"],
   ["data bigint", (q) => q.add("n", 10n), "encode", "data"],
+  // Encodable, but no reader can decode a compound map key: refused at add.
+  ["data Map array key", (q) => q.add("n", new Map([[[1, 2], 3]])), "encode", "data: a map key"],
+  ["addBulk Map array key", (q) => q.addBulk([{ name: "ok", data: 1 }, { name: "n", data: new Map([[[1], 2]]) }]), "encode", "jobs[1].data"],
   ["add unknown option", (q) => q.add("n", 1, { priority: 1 }), "invalid_type", "options.priority"],
   // addUnique, addBulk
   ["addUnique without jobId", (q) => q.addUnique("n", 1, {}), "invalid_type", "jobId"],

@@ -222,6 +222,10 @@ ADD: list[tuple[tuple[Any, ...], dict[str, Any], type[BaseException], str]] = [
     (("n", {1, 2}), {}, PayloadEncodeError, "data"),
     (("n", {"deep": [{"x": {3}}]}), {}, PayloadEncodeError, "data"),
     (("n", 2**64), {}, PayloadEncodeError, "data"),
+    # msgpack encodes these, but no reader can decode them back (a tuple or
+    # dict key): rejected at add, not dead-lettered later as decode_failed.
+    (("n", {(1, 2): 3}), {}, PayloadEncodeError, "data"),
+    (("n", {"outer": [{(1,): "x"}]}), {}, PayloadEncodeError, "data"),
     (("n", 1), {"attempts": 0}, InvalidArgumentError, "attempts"),
     (("n", 1), {"attempts": "2"}, InvalidTypeError, "attempts"),
     (("n", 1), {"attempts": 2**40}, InvalidArgumentError, "attempts"),
@@ -335,6 +339,11 @@ BULK: list[tuple[Any, type[BaseException], str]] = [
         "jobs[1].data",
     ),
     (
+        [{"name": "a", "data": 1}, {"name": "b", "data": {(1, 2): 3}}],
+        PayloadEncodeError,
+        "jobs[1].data",
+    ),
+    (
         [{"name": "a", "data": 1}, {"name": "b", "data": 2, "attempts": 2**40}],
         InvalidArgumentError,
         "attempts",
@@ -414,3 +423,38 @@ async def test_unreachable_redis_from_worker_run() -> None:
     assert not w.is_running
     await w.close()
     assert w.is_closed
+
+
+async def test_data_that_would_not_read_back_is_refused_everywhere(
+    q: Queue, redis_url: str, queue_name: str
+) -> None:
+    """A tuple key encodes but cannot be decoded by any worker: add, add_bulk
+    and repeatable specs refuse it with a message that says what to do, and
+    tuples as values (read back as lists, like JSON) stay accepted."""
+    with pytest.raises(PayloadEncodeError) as info:
+        await q.add("n", {(1, 2): 3})
+    msg = str(info.value)
+    assert "data" in msg and "tuple" in msg and "str, int" in msg, msg
+    with pytest.raises(PayloadEncodeError, match=r"data"):
+        await q.upsert_repeatable_job(
+            "tick", {(1,): 1}, repeat=RepeatPattern.every(1000)
+        )
+    other = f"{queue_name}-tuples"
+    async with Queue(other, redis_url=redis_url) as q2:
+        job = await q2.add("n", {"pair": (1, 2)})
+    got: list[Any] = []
+
+    async def handler(j: Job) -> None:
+        got.append(j.data)
+
+    worker = Worker(other, handler, redis_url=redis_url, events_enabled=False)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await worker.close()
+        await task
+    assert got == [{"pair": [1, 2]}], (job.id, got)

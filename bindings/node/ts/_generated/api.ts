@@ -206,7 +206,8 @@ export class Queue extends QueueBase {
    *   non-finite delay, both delayMs and delay, or missedFires without repeat.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
    * @throws {@link PayloadEncodeError} The job data or handler result could not
-   *   be encoded as msgpack.
+   *   be encoded as msgpack, or would not decode back (a tuple or map used as a
+   *   map key).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -319,7 +320,8 @@ export class Queue extends QueueBase {
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
    * @throws {@link PayloadEncodeError} The job data or handler result could not
-   *   be encoded as msgpack.
+   *   be encoded as msgpack, or would not decode back (a tuple or map used as a
+   *   map key).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -404,7 +406,8 @@ export class Queue extends QueueBase {
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
    * @throws {@link PayloadEncodeError} The job data or handler result could not
-   *   be encoded as msgpack.
+   *   be encoded as msgpack, or would not decode back (a tuple or map used as a
+   *   map key).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -525,7 +528,8 @@ export class Queue extends QueueBase {
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
    * @throws {@link PayloadEncodeError} The job data or handler result could not
-   *   be encoded as msgpack.
+   *   be encoded as msgpack, or would not decode back (a tuple or map used as a
+   *   map key).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the

@@ -70,7 +70,10 @@ export class InvalidTypeError extends TypeError {
   }
 }
 
-/** The job data or handler result could not be encoded as msgpack. */
+/**
+ * The job data or handler result could not be encoded as msgpack, or would not
+ * decode back (a tuple or map used as a map key).
+ */
 export class PayloadEncodeError extends TypeError {
   static readonly code = "encode";
   readonly code = "encode";

@@ -68,7 +68,9 @@ class InvalidTypeError(ChasquiError, TypeError):
     """An argument has the wrong type."""
 
 class PayloadEncodeError(ChasquiError, TypeError):
-    """The job data or handler result could not be encoded as msgpack."""
+    """The job data or handler result could not be encoded as msgpack, or would not
+    decode back (a tuple or map used as a map key).
+    """
 
 class PayloadDecodeError(ChasquiError, ValueError):
     """Bytes read from Redis could not be decoded."""
@@ -492,7 +494,7 @@ class Queue:
                 delay, both delay_ms and delay, or missed_fires without repeat.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -546,7 +548,7 @@ class Queue:
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -574,7 +576,7 @@ class Queue:
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -695,7 +697,7 @@ class Queue:
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.

@@ -134,7 +134,7 @@ class Queue(QueueBase):
                 delay, both delay_ms and delay, or missed_fires without repeat.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -222,7 +222,7 @@ class Queue(QueueBase):
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -278,7 +278,7 @@ class Queue(QueueBase):
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -411,7 +411,7 @@ class Queue(QueueBase):
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
-                as msgpack.
+                as msgpack, or would not decode back (a tuple or map used as a map key).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.

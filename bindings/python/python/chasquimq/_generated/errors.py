@@ -53,7 +53,9 @@ class InvalidTypeError(ChasquiError, TypeError):
 
 
 class PayloadEncodeError(ChasquiError, TypeError):
-    """The job data or handler result could not be encoded as msgpack."""
+    """The job data or handler result could not be encoded as msgpack, or would not
+    decode back (a tuple or map used as a map key).
+    """
 
     code: ClassVar[str] = "encode"
 
