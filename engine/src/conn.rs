@@ -139,7 +139,9 @@ pub async fn connect(url: &str, command_timeout: Option<Duration>) -> Result<Cli
                 let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
             });
             Some(Error::Connection(format!(
-                "no connection within {} s; is Redis running at the configured address?",
+                "{} did not accept a connection within {} s; check that Redis runs there \
+                 and that no firewall drops the port",
+                address_of(url),
                 CONNECT_TIMEOUT.as_secs()
             )))
         }
@@ -154,12 +156,67 @@ pub async fn connect(url: &str, command_timeout: Option<Duration>) -> Result<Cli
             Error::Redis(m) if m.starts_with("NOPERM") => Error::Auth(format!(
                 "{m} (the ACL user needs the commands listed in ChasquiMQ's docs/security.md)"
             )),
-            // Already a connection error: keep its message (no doubled prefix).
-            Error::Connection(m) => Error::Connection(m),
+            // Already a connection error: say it in words, with the address.
+            Error::Connection(m) => Error::Connection(readable_io(&address_of(url), &m)),
             other => Error::Connection(other.to_string()),
         });
     }
     Ok(client)
+}
+
+/// `host:port` of a Redis URL for messages: never the credentials, the
+/// path or the query (a cluster URL lists every seed).
+pub fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hosts.is_empty() {
+        "the configured address".into()
+    } else {
+        hosts.to_string()
+    }
+}
+
+/// An IO failure from fred in words: `Os { code: 111, kind:
+/// ConnectionRefused, message: "Connection refused" }` becomes "127.0.0.1:1
+/// refused the connection (os error 111) ...", with what to do.
+pub fn readable_io(addr: &str, details: &str) -> String {
+    let field = |name: &str| -> Option<&str> {
+        let start = details.find(name)? + name.len();
+        let tail = &details[start..];
+        let end = tail.find([',', ' ', '}', '"']).unwrap_or(tail.len());
+        Some(&tail[..end])
+    };
+    if !details.contains("Os {") && !details.contains("kind:") {
+        return format!("{addr}: {details}");
+    }
+    let code = field("code: ")
+        .map(|c| format!(" (os error {c})"))
+        .unwrap_or_default();
+    match field("kind: ").unwrap_or("") {
+        "ConnectionRefused" => format!(
+            "{addr} refused the connection{code}: nothing listens there; start Redis or fix the host and port in redis_url"
+        ),
+        "TimedOut" => format!(
+            "{addr} did not answer{code}; check that Redis runs there and that no firewall drops the port"
+        ),
+        "HostUnreachable" | "NetworkUnreachable" => format!(
+            "{addr} is unreachable from this machine{code}; check the host in redis_url and the network"
+        ),
+        "ConnectionReset" | "ConnectionAborted" | "BrokenPipe" | "UnexpectedEof" => format!(
+            "{addr} closed the connection{code}; if the server requires TLS, use a rediss:// URL"
+        ),
+        "NotFound" | "Uncategorized" if details.contains("lookup") || details.contains("resolve") => {
+            format!("{addr}: the host name does not resolve{code}; check the host in redis_url")
+        }
+        _ => {
+            let msg = details
+                .split_once("message: \"")
+                .and_then(|(_, m)| m.split_once('"'))
+                .map_or(details, |(m, _)| m);
+            format!("{addr}: {msg}{code}; check that Redis runs there and the host and port in redis_url")
+        }
+    }
 }
 
 /// What the connected server can do.
@@ -225,5 +282,42 @@ impl Script {
             }
             Err(e) => Err(Error::from(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod readable_tests {
+    use super::*;
+
+    #[test]
+    fn the_address_never_carries_credentials() {
+        assert_eq!(
+            address_of("redis://user:pw@127.0.0.1:6380/2?x=1"),
+            "127.0.0.1:6380"
+        );
+        assert_eq!(address_of("rediss://:p@w@h:1"), "h:1");
+        assert_eq!(address_of("redis://a:1,b:2"), "a:1,b:2");
+        assert_eq!(address_of("redis://"), "the configured address");
+    }
+
+    #[test]
+    fn os_errors_read_as_words_with_a_fix() {
+        let refused = r#"Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#;
+        let m = readable_io("127.0.0.1:1", refused);
+        assert_eq!(
+            m,
+            "127.0.0.1:1 refused the connection (os error 111): nothing listens there; \
+             start Redis or fix the host and port in redis_url"
+        );
+        assert!(!m.contains("Os {"));
+        let other = r#"Os { code: 13, kind: PermissionDenied, message: "Permission denied" }"#;
+        assert_eq!(
+            readable_io("h:1", other),
+            "h:1: Permission denied (os error 13); check that Redis runs there and the host and port in redis_url"
+        );
+        assert_eq!(
+            readable_io("h:1", "Connection closed."),
+            "h:1: Connection closed."
+        );
     }
 }

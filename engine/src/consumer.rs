@@ -57,7 +57,26 @@ pub struct ConsumerConfig {
     pub backoff: Backoff,
     /// Time limit of one run when the job sets none (None: no limit).
     pub job_timeout_ms: Option<u64>,
+    /// How long `start` keeps retrying an unreachable Redis (backoff from
+    /// `START_RETRY_FIRST` doubling to `START_RETRY_MAX`) before it fails;
+    /// 0 tries once.
+    pub start_timeout_ms: u64,
 }
+
+/// Whether a failed start is worth another attempt: Redis down,
+/// restarting or slow. A rejected TLS certificate or handshake is a setup
+/// problem that waiting does not fix, so it fails at once.
+fn retry_at_start(e: &Error) -> bool {
+    match e {
+        Error::Connection(m) => !m.contains("TLS: "),
+        other => other.is_transient(),
+    }
+}
+
+/// First wait between two start attempts.
+pub const START_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two start attempts.
+pub const START_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl ConsumerConfig {
     pub fn new(queue: impl Into<String>) -> Self {
@@ -82,6 +101,7 @@ impl ConsumerConfig {
             result_ttl_ms: 3_600_000,
             backoff: Backoff::queue_default(),
             job_timeout_ms: None,
+            start_timeout_ms: 30_000,
         }
     }
 
@@ -304,25 +324,61 @@ impl Consumer {
     /// Connects, creates the consumer group (at `0`, MKSTREAM) and starts
     /// the background tasks.
     pub async fn start(url: &str, cfg: ConsumerConfig) -> Result<Consumer> {
+        Self::start_until(url, cfg, CancellationToken::new()).await
+    }
+
+    /// `start`, retrying an unreachable Redis for `cfg.start_timeout_ms`
+    /// with backoff; `cancel` (a close during the wait) ends the retries
+    /// with `Error::Closed`. Errors that waiting cannot fix (a bad
+    /// password, a wrong-type key) fail at once.
+    pub async fn start_until(
+        url: &str,
+        cfg: ConsumerConfig,
+        cancel: CancellationToken,
+    ) -> Result<Consumer> {
         cfg.validate()?;
         let keys = Keys::new(&cfg.queue);
-        let reader = conn::connect(url, None).await?;
-        let writer = match conn::connect(url, Some(conn::COMMAND_TIMEOUT)).await {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = reader.quit().await;
-                return Err(e);
+        let began = tokio::time::Instant::now();
+        let budget = Duration::from_millis(cfg.start_timeout_ms);
+        let mut delay = START_RETRY_FIRST;
+        let mut attempts = 1_u32;
+        let (reader, writer, features) = loop {
+            match Self::connect_parts(url, &cfg, &keys).await {
+                Ok(parts) => break parts,
+                Err(e) if retry_at_start(&e) && began.elapsed() < budget => {
+                    // The last wait ends at the budget, so the worker keeps
+                    // trying for all of start_timeout_ms.
+                    let wait = delay.min(budget.saturating_sub(began.elapsed()));
+                    tracing::warn!(
+                        target: "chasquimq",
+                        queue = %cfg.queue,
+                        attempt = attempts,
+                        "worker start: {e}; retrying in {} ms (start_timeout_ms {})",
+                        wait.as_millis(),
+                        cfg.start_timeout_ms
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.cancelled() => {
+                            return Err(Error::Closed(
+                                "the worker was closed while it waited for Redis to start".into(),
+                            ));
+                        }
+                    }
+                    delay = (delay * 2).min(START_RETRY_MAX);
+                    attempts += 1;
+                }
+                Err(e) if retry_at_start(&e) && attempts > 1 => {
+                    return Err(e.context(format!(
+                        "the worker gave up starting after {attempts} attempts in {:.1} s \
+                         (start_timeout_ms {}); start Redis or raise start_timeout_ms",
+                        began.elapsed().as_secs_f64(),
+                        cfg.start_timeout_ms
+                    )));
+                }
+                Err(e) => return Err(e),
             }
         };
-        let features = conn::detect_features(&writer).await?;
-        let created: std::result::Result<Value, _> = writer
-            .xgroup_create(keys.stream.as_str(), cfg.group.as_str(), "0", true)
-            .await;
-        if let Err(e) = created {
-            if !e.details().starts_with("BUSYGROUP") {
-                return Err(Error::from(e));
-            }
-        }
         let consumer_name = cfg
             .consumer_id
             .clone()
@@ -386,6 +442,47 @@ impl Consumer {
             reader_tasks: tokio::sync::Mutex::new(reader_tasks),
             writer_task: tokio::sync::Mutex::new(Some(writer_task)),
         })
+    }
+
+    /// The two connections, the server's features and the consumer group:
+    /// everything start needs from Redis. On failure nothing stays open.
+    async fn connect_parts(
+        url: &str,
+        cfg: &ConsumerConfig,
+        keys: &Keys,
+    ) -> Result<(Client, Client, Features)> {
+        let reader = conn::connect(url, None).await?;
+        let rest = async {
+            let writer = conn::connect(url, Some(conn::COMMAND_TIMEOUT)).await?;
+            let prepared = async {
+                let features = conn::detect_features(&writer).await?;
+                let created: std::result::Result<Value, _> = writer
+                    .xgroup_create(keys.stream.as_str(), cfg.group.as_str(), "0", true)
+                    .await;
+                if let Err(e) = created {
+                    if !e.details().starts_with("BUSYGROUP") {
+                        return Err(Error::from(e));
+                    }
+                }
+                Ok(features)
+            }
+            .await;
+            match prepared {
+                Ok(features) => Ok((writer, features)),
+                Err(e) => {
+                    let _ = writer.quit().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        match rest {
+            Ok((writer, features)) => Ok((reader, writer, features)),
+            Err(e) => {
+                let _ = reader.quit().await;
+                Err(e)
+            }
+        }
     }
 
     pub fn consumer_name(&self) -> &str {

@@ -112,6 +112,16 @@ impl Error {
         }
     }
 
+    /// The same error with `note` appended to a connection or timeout
+    /// message (what was tried, what to do); other errors are unchanged.
+    pub fn context(self, note: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Connection(m) => Error::Connection(format!("{m}; {note}")),
+            Error::Timeout(m) => Error::Timeout(format!("{m}; {note}")),
+            other => other,
+        }
+    }
+
     /// True when retrying later may succeed (connection-level trouble).
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Connection(_) | Error::Timeout(_))

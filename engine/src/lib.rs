@@ -24,6 +24,8 @@ pub use consumer::{Consumer, ConsumerConfig, Delivery, FailKind, Outcome};
 pub use envelope::{Backoff, BackoffKind, Envelope, RetryOverride};
 pub use errors::{Error, Result};
 pub use producer::{AddOptions, Added, DlqEntry, NewJob, Producer, ProducerConfig};
+/// Ends a `Consumer::start_until` wait (the bindings' close before start).
+pub use tokio_util::sync::CancellationToken;
 
 /// The engine's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -221,14 +221,14 @@ const TICK: &str = concat!(
     crate::scripts::lua_server_now!(),
     r#"
 local prev = tonumber(redis.call('GET', KEYS[3]) or '') or -1
-if redis.call('EXISTS', KEYS[2]) == 1 then
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local out = {1, now, -1, prev}
+if nxt[2] then
+  out[3] = math.max(0, tonumber(nxt[2]) - now)
   redis.call('SET', KEYS[3], string.format('%.0f', now), 'PX', ARGV[4])
 end
-local out = {1, now, -1, prev}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 for i = 1, #due do out[#out + 1] = due[i] end
-local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if nxt[2] then out[3] = math.max(0, tonumber(nxt[2]) - now) end
 return out
 "#
 );

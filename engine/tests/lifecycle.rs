@@ -258,11 +258,36 @@ async fn unreachable_redis_is_a_typed_error_in_bounded_time() {
         .port();
     let url = format!("redis://127.0.0.1:{port}");
     let t0 = std::time::Instant::now();
-    let e = Consumer::start(&url, consumer_cfg("q6"))
+    let mut cfg = consumer_cfg("q6");
+    cfg.start_timeout_ms = 0; // one attempt; the wait is tested below
+    let e = Consumer::start(&url, cfg).await.err().unwrap();
+    assert_eq!(e.code(), "connection");
+    assert!(e.to_string().contains("refused the connection"), "{e}");
+    // With a budget, start retries for it, then says how it tried.
+    let mut cfg = consumer_cfg("q6");
+    cfg.start_timeout_ms = 800;
+    let t1 = std::time::Instant::now();
+    let e = Consumer::start(&url, cfg).await.err().unwrap();
+    assert!(
+        t1.elapsed() >= Duration::from_millis(750),
+        "{:?}",
+        t1.elapsed()
+    );
+    assert!(e.to_string().contains("start_timeout_ms 800"), "{e}");
+    // A cancelled wait ends at once with `closed`.
+    let cancel = chasquimq::CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c2.cancel();
+    });
+    let t2 = std::time::Instant::now();
+    let e = Consumer::start_until(&url, consumer_cfg("q6"), cancel)
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), "connection");
+    assert_eq!(e.code(), "closed");
+    assert!(t2.elapsed() < Duration::from_secs(3));
     let p = Producer::new(&url, ProducerConfig::new("q6")).unwrap();
     let e = p.add(job("x", &[0x01])).await.unwrap_err();
     assert_eq!(e.code(), "connection");

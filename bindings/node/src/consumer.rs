@@ -31,6 +31,7 @@ pub struct ConsumerOptions {
     pub result_ttl_ms: Option<f64>,
     pub promoter_tick_ms: Option<f64>,
     pub job_timeout_ms: Option<f64>,
+    pub start_timeout_ms: Option<f64>,
 }
 
 /// One job handed to JavaScript.
@@ -94,6 +95,7 @@ fn config(queue_name: String, o: Option<ConsumerOptions>) -> napi::Result<Consum
     set!(scheduler_tick_ms, opt_u64, "schedulerTickMs");
     set!(result_ttl_ms, opt_u64, "resultTtlMs");
     set!(promoter_tick_ms, opt_u64, "promoterTickMs");
+    set!(start_timeout_ms, opt_u64, "startTimeoutMs");
     cfg.job_timeout_ms = opt_u64("jobTimeoutMs", o.job_timeout_ms)?;
     if let Some(g) = o.group {
         cfg.group = g;
@@ -155,6 +157,8 @@ pub struct Consumer {
     url: String,
     cfg: ConsumerConfig,
     inner: Arc<OnceLock<Arc<chasquimq::Consumer>>>,
+    /// Cancelled by stop(): ends a start that waits for Redis.
+    start_cancel: chasquimq::CancellationToken,
 }
 
 impl Consumer {
@@ -181,6 +185,7 @@ impl Consumer {
             url: redis_url,
             cfg: config(queue_name, options)?,
             inner: Arc::new(OnceLock::new()),
+            start_cancel: chasquimq::CancellationToken::new(),
         })
     }
 
@@ -192,10 +197,11 @@ impl Consumer {
             return Err(to_napi(Error::Closed("start() was already called".into())));
         }
         let (url, cfg, slot) = (self.url.clone(), self.cfg.clone(), self.inner.clone());
+        let cancel = self.start_cancel.clone();
         promise(
             env,
             async move {
-                let c = chasquimq::Consumer::start(&url, cfg).await?;
+                let c = chasquimq::Consumer::start_until(&url, cfg, cancel).await?;
                 slot.set(Arc::new(c))
                     .map_err(|_| Error::Closed("start() was already called".into()))
             },
@@ -240,6 +246,7 @@ impl Consumer {
     /// Stops reading; nextBatch drains what was read, then resolves to null.
     #[napi]
     pub fn stop(&self) {
+        self.start_cancel.cancel();
         if let Some(c) = self.inner.get() {
             c.stop();
         }

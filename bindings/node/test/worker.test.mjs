@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Queue, Worker } from "../index.mjs";
-import { key, qname, runUntil, sleep, useRedis, waitFor } from "./helpers.mjs";
+import { key, qname, runUntil, sleep, startRedis, useRedis, waitFor } from "./helpers.mjs";
 
 const ctx = useRedis();
 
@@ -136,8 +136,52 @@ test("close before run: run() returns at once", async () => {
 });
 
 test("a worker on an unreachable server rejects run() with RedisConnectionError", async () => {
-  const worker = new Worker(qname("down"), async () => undefined, { redisUrl: "redis://127.0.0.1:1" });
+  const worker = new Worker(qname("down"), async () => undefined, {
+    redisUrl: "redis://127.0.0.1:1",
+    startTimeoutMs: 0,
+  });
+  await assert.rejects(worker.run(), (e) => {
+    assert.equal(e.code, "connection");
+    assert.match(e.message, /127\.0\.0\.1:1 refused the connection/);
+    assert.doesNotMatch(e.message, /Os \{/);
+    return true;
+  });
+  // Not poisoned: a second run() tries again (and fails the same way).
   await assert.rejects(worker.run(), { code: "connection" });
+  assert.equal(worker.isRunning, false);
+});
+
+test("run() waits for Redis within startTimeoutMs, and close() ends the wait", async () => {
+  const srv = await startRedis();
+  const port = srv.port;
+  await srv.stop(); // the port is free now; a server comes back on it below
+  const q = qname("later");
+  const url = `redis://127.0.0.1:${port}`;
+  const seen = [];
+  const worker = new Worker(q, async (job) => void seen.push(job.id), { redisUrl: url });
+  const running = worker.run();
+  let settled = false;
+  void running.finally(() => (settled = true)).catch(() => undefined);
+  await sleep(1000);
+  assert.equal(settled, false, "run() gave up while Redis was down");
+  const again = await startRedis({ args: ["--port", String(port)] });
+  try {
+    const queue = new Queue(q, { redisUrl: url });
+    const job = await queue.add("after-start", 1);
+    await waitFor(() => seen.includes(job.id), { what: "the job added after Redis came up" });
+    await queue.close();
+  } finally {
+    await worker.close();
+    await running;
+    await again.stop();
+  }
+  const waiting = new Worker(qname("never-up"), async () => undefined, { redisUrl: url });
+  const waitingRun = waiting.run();
+  await sleep(300);
+  const t0 = Date.now();
+  await waiting.close();
+  await waitingRun; // resolves, like any run() after close()
+  assert.ok(Date.now() - t0 < 3000);
 });
 
 test("Symbol.asyncDispose closes (what `await using` calls)", async () => {

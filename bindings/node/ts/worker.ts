@@ -75,6 +75,7 @@ type WorkerOptions = {
   storeResults: boolean;
   resultTtlMs: number | null;
   shutdownTimeoutMs: number;
+  startTimeoutMs: number | null;
   jobTimeoutMs: number | null;
 };
 
@@ -123,6 +124,7 @@ export class WorkerBase {
       schedulerTickMs: o.schedulerTickMs,
       resultTtlMs: o.resultTtlMs,
       jobTimeoutMs: o.jobTimeoutMs,
+      startTimeoutMs: o.startTimeoutMs,
     };
     for (const [key, value] of Object.entries(optional)) {
       if (value != null) {
@@ -177,7 +179,18 @@ export class WorkerBase {
   /** @internal */
   async _main(): Promise<void> {
     const native = this._native;
-    await native.start();
+    try {
+      await native.start();
+    } catch (e) {
+      // Nothing started, so nothing is poisoned: the next run() tries
+      // again (the engine keeps no state from a failed start).
+      this._running = null;
+      this._done = false;
+      if (this._isClosed) {
+        return; // close() ended the wait for Redis: a normal end
+      }
+      throw e;
+    }
     if (this._isClosed) {
       native.stop();
     }

@@ -14,6 +14,8 @@ pub struct Consumer {
     url: String,
     cfg: ConsumerConfig,
     inner: Arc<OnceLock<Arc<chasquimq::Consumer>>>,
+    /// Cancelled by stop(): ends a start that waits for Redis.
+    start_cancel: chasquimq::CancellationToken,
 }
 
 impl Consumer {
@@ -43,7 +45,7 @@ impl Consumer {
         max_payload_bytes = 1_048_576, max_stream_len = 1_000_000, dlq_max_stream_len = 100_000,
         events_enabled = true, delayed_enabled = true, run_scheduler = true, scheduler_tick_ms = 1_000,
         store_results = false, result_ttl_ms = 3_600_000, promoter_tick_ms = 100,
-        job_timeout_ms = None
+        job_timeout_ms = None, start_timeout_ms = 30_000
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -67,6 +69,7 @@ impl Consumer {
         result_ttl_ms: u64,
         promoter_tick_ms: u64,
         job_timeout_ms: Option<u64>,
+        start_timeout_ms: u64,
     ) -> PyResult<Self> {
         chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
         chasquimq::conn::parse_url(redis_url).map_err(to_py)?;
@@ -89,10 +92,12 @@ impl Consumer {
         cfg.result_ttl_ms = result_ttl_ms;
         cfg.promoter_tick_ms = promoter_tick_ms;
         cfg.job_timeout_ms = job_timeout_ms;
+        cfg.start_timeout_ms = start_timeout_ms;
         Ok(Consumer {
             url: redis_url.to_string(),
             cfg,
             inner: Arc::new(OnceLock::new()),
+            start_cancel: chasquimq::CancellationToken::new(),
         })
     }
 
@@ -103,8 +108,11 @@ impl Consumer {
             return Err(to_py(Error::Closed("start() was already called".into())));
         }
         let (url, cfg, slot) = (self.url.clone(), self.cfg.clone(), self.inner.clone());
+        let cancel = self.start_cancel.clone();
         future_into_py(py, async move {
-            let c = chasquimq::Consumer::start(&url, cfg).await.map_err(to_py)?;
+            let c = chasquimq::Consumer::start_until(&url, cfg, cancel)
+                .await
+                .map_err(to_py)?;
             if slot.set(Arc::new(c)).is_err() {
                 return Err(to_py(Error::Closed("start() was already called".into())));
             }
@@ -197,6 +205,7 @@ impl Consumer {
 
     /// Stops reading; next_batch drains what was read, then returns None.
     fn stop(&self) {
+        self.start_cancel.cancel();
         if let Some(c) = self.inner.get() {
             c.stop();
         }

@@ -413,7 +413,7 @@ async def test_unreachable_redis_from_queue_add() -> None:
 
 async def test_unreachable_redis_from_worker_run() -> None:
     url = f"redis://user:{SECRET}@127.0.0.1:{_closed_port()}"
-    w = Worker("unreachable", _h, redis_url=url)
+    w = Worker("unreachable", _h, redis_url=url, start_timeout_ms=0)
     t0 = time.monotonic()
     with pytest.raises(RedisConnectionError) as info:
         await asyncio.wait_for(w.run(), 15)

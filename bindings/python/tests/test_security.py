@@ -57,7 +57,8 @@ async def fail_everywhere(url: str, cls: type[ChasquiError]) -> list[ChasquiErro
     """Each entry point that connects (Queue.add, Worker.run, the first read
     of QueueEvents) raises `cls` well within BOUND_S, without the password."""
     q = Queue("q", redis_url=url)
-    w = Worker("q", _h, redis_url=url)
+    # start_timeout_ms=0: one attempt (tests/test_start.py covers the wait).
+    w = Worker("q", _h, redis_url=url, start_timeout_ms=0)
     ev = QueueEvents("q", redis_url=url, block_ms=100)
     out = []
     try:

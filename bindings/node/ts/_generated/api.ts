@@ -775,6 +775,14 @@ export interface WorkerOptions {
    */
   shutdownTimeoutMs?: number;
   /**
+   * How long run() keeps trying to reach Redis at start, waiting 100 ms between
+   * attempts and doubling up to 5 s, before it raises RedisConnectionError; 0
+   * tries once. A worker deployed before its Redis is up starts when Redis
+   * does, and close() during the wait ends it. Errors that waiting cannot fix
+   * (bad credentials, bad input) raise at once. Default: 30000 (the engine's).
+   */
+  startTimeoutMs?: number | null;
+  /**
    * Time limit of one run, in milliseconds, for jobs added without their own
    * timeoutMs; null means no limit. A JavaScript function cannot be
    * interrupted: at the limit the run fails with a "timeout: ..." reason
@@ -836,6 +844,12 @@ export class Worker extends WorkerBase {
    * @param options.shutdownTimeoutMs - How long close() lets in-flight handlers
    *   finish before leaving them pending for recovery by another worker.
    *   Default: 30000.
+   * @param options.startTimeoutMs - How long run() keeps trying to reach Redis
+   *   at start, waiting 100 ms between attempts and doubling up to 5 s, before
+   *   it raises RedisConnectionError; 0 tries once. A worker deployed before
+   *   its Redis is up starts when Redis does, and close() during the wait ends
+   *   it. Errors that waiting cannot fix (bad credentials, bad input) raise at
+   *   once. Default: 30000 (the engine's).
    * @param options.jobTimeoutMs - Time limit of one run, in milliseconds, for
    *   jobs added without their own timeoutMs; null means no limit. A JavaScript
    *   function cannot be interrupted: at the limit the run fails with a
@@ -870,6 +884,7 @@ export class Worker extends WorkerBase {
       "storeResults",
       "resultTtlMs",
       "shutdownTimeoutMs",
+      "startTimeoutMs",
       "jobTimeoutMs",
     ]);
     const {
@@ -890,6 +905,7 @@ export class Worker extends WorkerBase {
       storeResults = false,
       resultTtlMs = null,
       shutdownTimeoutMs = 30000,
+      startTimeoutMs = null,
       jobTimeoutMs = null,
     } = opts;
     validate.queueName("queueName", queueName);
@@ -927,6 +943,9 @@ export class Worker extends WorkerBase {
       validate.positiveInt("resultTtlMs", resultTtlMs);
     }
     validate.positiveInt("shutdownTimeoutMs", shutdownTimeoutMs);
+    if (startTimeoutMs != null) {
+      validate.nonNegativeInt("startTimeoutMs", startTimeoutMs);
+    }
     if (jobTimeoutMs != null) {
       validate.positiveInt("jobTimeoutMs", jobTimeoutMs);
     }
@@ -952,6 +971,7 @@ export class Worker extends WorkerBase {
         storeResults,
         resultTtlMs,
         shutdownTimeoutMs,
+        startTimeoutMs,
         jobTimeoutMs,
       },
     );

@@ -835,6 +835,7 @@ class Worker:
         store_results: bool = False,
         result_ttl_ms: int | None = None,
         shutdown_timeout_ms: int = 30000,
+        start_timeout_ms: int | None = None,
         job_timeout_ms: int | None = None,
         thread_pool_size: int | None = None,
     ) -> None:
@@ -873,6 +874,12 @@ class Worker:
                 None uses the engine default, 3600000.
             shutdown_timeout_ms: How long close() lets in-flight handlers finish
                 before leaving them pending for recovery by another worker.
+            start_timeout_ms: How long run() keeps trying to reach Redis at start,
+                waiting 100 ms between attempts and doubling up to 5 s, before it raises
+                RedisConnectionError; 0 tries once. A worker deployed before its Redis
+                is up starts when Redis does, and close() during the wait ends it.
+                Errors that waiting cannot fix (bad credentials, bad input) raise at
+                once. None uses the engine default, 30000.
             job_timeout_ms: Time limit of one run, in milliseconds, for jobs added
                 without their own timeout_ms; None means no limit. Past it an async
                 handler's task is cancelled (a handler that catches the cancellation

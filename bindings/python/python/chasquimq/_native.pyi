@@ -121,6 +121,7 @@ class Consumer:
         result_ttl_ms: int = 3600000,
         promoter_tick_ms: int = 100,
         job_timeout_ms: int | None = None,
+        start_timeout_ms: int = 30000,
     ) -> Self: ...
     async def start(self) -> None: ...
     async def next_batch(

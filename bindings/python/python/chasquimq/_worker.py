@@ -102,6 +102,7 @@ class WorkerBase:
         store_results: bool,
         result_ttl_ms: int | None,
         shutdown_timeout_ms: int,
+        start_timeout_ms: int | None,
         job_timeout_ms: int | None,
         thread_pool_size: int | None,
     ) -> None:
@@ -115,6 +116,7 @@ class WorkerBase:
             "scheduler_tick_ms": scheduler_tick_ms,
             "result_ttl_ms": result_ttl_ms,
             "job_timeout_ms": job_timeout_ms,
+            "start_timeout_ms": start_timeout_ms,
         }
         kw: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
         # Ints the engine cannot hold are bad values, not an OverflowError from the binding.
@@ -205,7 +207,15 @@ class WorkerBase:
         loop = self._loop = asyncio.get_running_loop()
         # Jobs run in copies of the context of the task that called run().
         self._ctx = contextvars.copy_context()
-        await native.start()
+        try:
+            await native.start()
+        except BaseException:
+            # Nothing started, so nothing is poisoned: the next run() tries
+            # again (the engine keeps no state from a failed start).
+            self._run_task = None
+            if self._is_closed:
+                return  # close() ended the wait for Redis: a normal end
+            raise
         if self._is_closed:
             native.stop()
         running = self._running

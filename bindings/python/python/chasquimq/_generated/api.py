@@ -594,6 +594,7 @@ class Worker(WorkerBase):
         store_results: bool = False,
         result_ttl_ms: int | None = None,
         shutdown_timeout_ms: int = 30000,
+        start_timeout_ms: int | None = None,
         job_timeout_ms: int | None = None,
         thread_pool_size: int | None = None,
     ) -> None:
@@ -632,6 +633,12 @@ class Worker(WorkerBase):
                 None uses the engine default, 3600000.
             shutdown_timeout_ms: How long close() lets in-flight handlers finish
                 before leaving them pending for recovery by another worker.
+            start_timeout_ms: How long run() keeps trying to reach Redis at start,
+                waiting 100 ms between attempts and doubling up to 5 s, before it raises
+                RedisConnectionError; 0 tries once. A worker deployed before its Redis
+                is up starts when Redis does, and close() during the wait ends it.
+                Errors that waiting cannot fix (bad credentials, bad input) raise at
+                once. None uses the engine default, 30000.
             job_timeout_ms: Time limit of one run, in milliseconds, for jobs added
                 without their own timeout_ms; None means no limit. Past it an async
                 handler's task is cancelled (a handler that catches the cancellation
@@ -676,6 +683,8 @@ class Worker(WorkerBase):
         if result_ttl_ms is not None:
             _validate.positive_int("result_ttl_ms", result_ttl_ms)
         _validate.positive_int("shutdown_timeout_ms", shutdown_timeout_ms)
+        if start_timeout_ms is not None:
+            _validate.non_negative_int("start_timeout_ms", start_timeout_ms)
         if job_timeout_ms is not None:
             _validate.positive_int("job_timeout_ms", job_timeout_ms)
         if thread_pool_size is not None:
@@ -700,6 +709,7 @@ class Worker(WorkerBase):
             store_results=store_results,
             result_ttl_ms=result_ttl_ms,
             shutdown_timeout_ms=shutdown_timeout_ms,
+            start_timeout_ms=start_timeout_ms,
             job_timeout_ms=job_timeout_ms,
             thread_pool_size=thread_pool_size,
         )
