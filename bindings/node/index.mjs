@@ -18,6 +18,7 @@ export const RedisConnectionError = cjs.RedisConnectionError;
 export const AuthenticationError = cjs.AuthenticationError;
 export const OperationTimeoutError = cjs.OperationTimeoutError;
 export const RedisServerError = cjs.RedisServerError;
+export const QueueFullError = cjs.QueueFullError;
 export const ClosedError = cjs.ClosedError;
 export const ForkedProcessError = cjs.ForkedProcessError;
 export const NotSupportedError = cjs.NotSupportedError;

@@ -264,6 +264,10 @@ impl Script {
         &self.sha
     }
 
+    pub fn body(&self) -> &'static str {
+        self.body
+    }
+
     pub async fn run<R: FromValue>(
         &self,
         client: &Client,

@@ -33,6 +33,10 @@ pub enum Error {
     /// Redis answered with an error reply.
     #[error("Redis replied with an error: {0}")]
     Redis(String),
+    /// The queue's stream holds `max_stream_len` jobs not yet acked; the
+    /// add wrote nothing.
+    #[error("queue full: {0}")]
+    QueueFull(String),
     /// The object was closed.
     #[error("closed: {0}")]
     Closed(String),
@@ -59,6 +63,7 @@ impl Error {
             Error::Auth(_) => "auth",
             Error::Timeout(_) => "timeout",
             Error::Redis(_) => "redis",
+            Error::QueueFull(_) => "queue_full",
             Error::Closed(_) => "closed",
             Error::Forked => "forked",
             Error::NotSupported(_) => "not_supported",
@@ -67,7 +72,7 @@ impl Error {
     }
 
     /// Every code, in a fixed order (used by binding tests).
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "invalid_argument",
         "invalid_type",
         "encode",
@@ -76,6 +81,7 @@ impl Error {
         "auth",
         "timeout",
         "redis",
+        "queue_full",
         "closed",
         "forked",
         "not_supported",
@@ -97,6 +103,7 @@ impl Error {
             "auth" => Error::Auth(s()),
             "timeout" => Error::Timeout(s()),
             "redis" => Error::Redis(s()),
+            "queue_full" => Error::QueueFull(s()),
             "closed" => Error::Closed(s()),
             "forked" => Error::Forked,
             "not_supported" => Error::NotSupported(s()),

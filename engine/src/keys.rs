@@ -57,6 +57,12 @@ impl Keys {
     pub fn repeat_spec(&self, spec_key: &str) -> String {
         format!("{}repeat:spec:{spec_key}", self.prefix)
     }
+
+    /// The refusal marker of one multi-call `add_bulk` (set only when its
+    /// first call found the stream too full; expires after a minute).
+    pub fn bulk_gate(&self, token: &str) -> String {
+        format!("{}bulkgate:{token}", self.prefix)
+    }
 }
 
 /// Longest queue name, in UTF-8 bytes.

@@ -113,17 +113,25 @@ pub struct Producer {
 }
 
 /// Adds one job through a script: delayed (scored by the server clock,
-/// with a `delayed` event), and/or idempotent (a `dlid:<job_id>` marker set
-/// with NX decides; a duplicate writes nothing and returns 0).
-/// KEYS: stream, delayed, events, dlid, didx.
+/// with a `delayed` event), and/or idempotent (a `dlid:<job_id>` marker
+/// decides; a duplicate writes nothing and returns 0). An immediate add
+/// first checks the cap (`room`); -1 means refused, nothing written.
+/// Every key is read (type-checked) before the first write, the job's
+/// destination is written before its markers, and the event comes last,
+/// so a failure at any step never leaves a marker without its job.
+/// KEYS: stream, delayed, events, dlid, didx, [bulk gate].
 /// ARGV: delay_ms (0 = now), dedup (0|1), ttl_secs, d, name, job_id,
-///   stream_maxlen, events_maxlen.
-const ADD: &str = r#"
-if ARGV[2] == '1' then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[3]) then return 0 end
-end
+///   stream cap, events_maxlen, need (immediate entries to check the cap
+///   for; 0 none; -1 check the gate).
+const ADD: &str = concat!(
+    scripts::lua_room!(),
+    r#"
+if not room(KEYS[1], tonumber(ARGV[7]), tonumber(ARGV[9]), KEYS[6]) then return -1 end
+local dedup = ARGV[2] == '1'
+if dedup and redis.call('GET', KEYS[4]) then return 0 end
 local delay = tonumber(ARGV[1])
 if delay > 0 then
+  redis.call('XLEN', KEYS[3])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local name = ARGV[5]
@@ -132,18 +140,23 @@ if delay > 0 then
   -- floored clock, so a floored due time could run a job up to 1 ms early.
   local due = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000) + delay
   redis.call('ZADD', KEYS[2], due, member)
-  if ARGV[2] == '1' then redis.call('SET', KEYS[5], member, 'EX', ARGV[3]) end
+  if dedup then
+    redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+    redis.call('SET', KEYS[5], member, 'EX', ARGV[3])
+  end
   local e = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', 'delayed', 'id', ARGV[6], 'ts', string.format('%.0f', now)}
   if name ~= '' then e[#e + 1] = 'n'; e[#e + 1] = name end
   e[#e + 1] = 'delay_ms'; e[#e + 1] = ARGV[1]
   redis.call(unpack(e))
 else
-  local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'd', ARGV[4]}
+  local a = {'XADD', KEYS[1], '*', 'd', ARGV[4]}
   if ARGV[5] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[5] end
   redis.call(unpack(a))
+  if dedup then redis.call('SET', KEYS[4], '1', 'EX', ARGV[3]) end
 end
 return 1
-"#;
+"#
+);
 
 /// Cancels a delayed job by id: removes its member from `delayed` only if
 /// it is still there (the promoter removes it first when it promotes).
@@ -172,21 +185,25 @@ fn write_once() -> fred::types::config::Options {
     }
 }
 
-/// Adds plain jobs (no delay, no job id): one command for many entries.
-/// The cap is applied once, with one XTRIM, not per entry.
-/// KEYS: stream. ARGV: stream_maxlen, then (d, name) pairs.
-const BULK_ADD: &str = r#"
+/// Adds plain jobs (no delay, no job id): one command for many entries,
+/// after the cap check (`room`; -1 means refused, nothing written).
+/// KEYS: stream, [bulk gate]. ARGV: stream cap, need (as in ADD), then
+/// (d, name) pairs.
+const BULK_ADD: &str = concat!(
+    scripts::lua_room!(),
+    r#"
 local key = KEYS[1]
-for i = 2, #ARGV, 2 do
+if not room(key, tonumber(ARGV[1]), tonumber(ARGV[2]), KEYS[2]) then return -1 end
+for i = 3, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('XADD', key, '*', 'd', ARGV[i])
   else
     redis.call('XADD', key, '*', 'd', ARGV[i], 'n', ARGV[i + 1])
   end
 end
-redis.call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
-return (#ARGV - 1) / 2
-"#;
+return (#ARGV - 2) / 2
+"#
+);
 
 /// Most plain entries per BULK_ADD call, so one call never holds Redis long.
 const BULK_CHUNK: usize = 1_000;
@@ -275,18 +292,16 @@ impl Producer {
         Ok((env, id))
     }
 
-    fn stream_fields(envelope: Vec<u8>, name: &str) -> Vec<(&'static str, Value)> {
-        let mut fields: Vec<(&'static str, Value)> = Vec::with_capacity(2);
-        fields.push(("d", Value::Bytes(envelope.into())));
-        if !name.is_empty() {
-            fields.push(("n", Value::String(name.to_string().into())));
-        }
-        fields
-    }
-
     /// Script keys and args of an add that needs the ADD script (delayed
-    /// or idempotent); `None` for a plain immediate add (one XADD).
-    fn add_script_call(&self, job: &NewJob, env: &Envelope) -> Option<(Vec<Key>, Vec<Value>)> {
+    /// or idempotent); `None` for a plain immediate add (BULK_ADD).
+    /// `need` and `gate` are the cap check (see `room` in scripts.rs).
+    fn add_script_call(
+        &self,
+        job: &NewJob,
+        env: &Envelope,
+        need: i64,
+        gate: Option<&str>,
+    ) -> Option<(Vec<Key>, Vec<Value>)> {
         let delay = job.options.delay_ms.unwrap_or(0);
         let dedup = job.options.job_id.is_some();
         if delay == 0 && !dedup {
@@ -297,13 +312,16 @@ impl Producer {
         } else {
             IMMEDIATE_DEDUP_TTL_SECS
         };
-        let keys: Vec<Key> = vec![
+        let mut keys: Vec<Key> = vec![
             self.keys.stream.as_str().into(),
             self.keys.delayed.as_str().into(),
             self.keys.events.as_str().into(),
             self.keys.dedup(&env.id).into(),
             self.keys.delayed_index(&env.id).into(),
         ];
+        if let Some(g) = gate {
+            keys.push(g.into());
+        }
         let args = vec![
             Value::from(delay as i64),
             Value::from(if dedup { "1" } else { "0" }),
@@ -313,32 +331,64 @@ impl Producer {
             Value::from(env.id.as_str()),
             Value::from(self.cfg.max_stream_len as i64),
             Value::from(EVENTS_MAXLEN as i64),
+            Value::from(need),
         ];
         Some((keys, args))
     }
 
+    /// Keys and leading args of a BULK_ADD call.
+    fn bulk_call(&self, need: i64, gate: Option<&str>) -> (Vec<Key>, Vec<Value>) {
+        let mut keys: Vec<Key> = vec![self.keys.stream.as_str().into()];
+        if let Some(g) = gate {
+            keys.push(g.into());
+        }
+        let args = vec![
+            Value::from(self.cfg.max_stream_len as i64),
+            Value::from(need),
+        ];
+        (keys, args)
+    }
+
+    /// The error of an add the cap refused (`need` entries for the stream).
+    fn queue_full(&self, need: usize) -> Error {
+        let what = if need == 1 {
+            "this add".to_string()
+        } else {
+            format!("this add_bulk's {need} immediate jobs")
+        };
+        Error::QueueFull(format!(
+            "the stream of queue '{}' is at max_stream_len ({}): that many jobs are \
+             waiting or running, and {what} would pass it; nothing was added. Run \
+             more workers or add fewer jobs at once, retry later, or raise \
+             max_stream_len (the cap only refuses adds: no job is ever trimmed)",
+            self.cfg.queue, self.cfg.max_stream_len
+        ))
+    }
+
     /// Adds one job; one round trip. With a `job_id`, adding the same id
     /// again within the dedup window writes nothing (across processes).
+    /// An immediate add past `max_stream_len` is refused (`QueueFull`).
     pub async fn add(&self, job: NewJob) -> Result<Added> {
         let created = now_ms();
         let (env, id) = self.prepare(&job, created)?;
         let client = self.client().await?;
-        match self.add_script_call(&job, &env) {
-            Some((keys, args)) => {
-                let _: i64 = self.scripts.add.run(client, keys, args).await?;
-            }
+        let need = i64::from(job.options.delay_ms.unwrap_or(0) == 0);
+        let r: i64 = match self.add_script_call(&job, &env, need, None) {
+            Some((keys, args)) => self.scripts.add.run(client, keys, args).await?,
             None => {
-                let _: Value = client
-                    .with_options(&write_once())
-                    .xadd(
-                        self.keys.stream.as_str(),
-                        false,
-                        ("MAXLEN", "~", self.cfg.max_stream_len as i64),
-                        "*",
-                        Self::stream_fields(env.encode(), &job.name),
-                    )
-                    .await?;
+                // A plain add has no job_id to dedup a resend: one attempt
+                // (see `write_once`).
+                let (keys, mut args) = self.bulk_call(1, None);
+                args.push(Value::Bytes(env.encode().into()));
+                args.push(Value::from(job.name.as_str()));
+                self.scripts
+                    .bulk
+                    .run(&client.with_options(&write_once()), keys, args)
+                    .await?
             }
+        };
+        if r < 0 {
+            return Err(self.queue_full(1));
         }
         Ok(Added {
             id,
@@ -347,19 +397,17 @@ impl Producer {
     }
 
     /// Adds many jobs in one pipeline: one round trip per call, whatever
-    /// per-job options the entries carry.
+    /// per-job options the entries carry. All or nothing against the cap:
+    /// the first call checks room for every immediate entry; when it
+    /// refuses, it sets a gate key that every later call of the pipeline
+    /// reads, so none writes.
     pub async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Added>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let created = now_ms();
         let client = self.client().await?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        // Plain entries go in BULK_ADD script calls (one command per chunk,
-        // not one per job); delayed or idempotent ones each get the ADD
-        // script. All of it is one pipeline: one round trip.
-        let mut calls: Vec<(&Script, Vec<Key>, Vec<Value>)> = Vec::new();
-        let mut plain: Vec<Value> = Vec::new();
+        let mut prepared = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             let (env, id) = self.prepare(job, created).map_err(|e| match e {
                 Error::InvalidArgument { field, message } => Error::InvalidArgument {
@@ -369,70 +417,118 @@ impl Producer {
                 Error::Encode(message) => Error::Encode(format!("jobs[{i}].{message}")),
                 other => other,
             })?;
-            match self.add_script_call(job, &env) {
-                Some((keys, args)) => {
-                    // Close the plain run first: the stream keeps the call's order.
-                    if !plain.is_empty() {
-                        calls.push((
-                            &self.scripts.bulk,
-                            vec![self.keys.stream.as_str().into()],
-                            std::mem::take(&mut plain),
-                        ));
-                    }
-                    calls.push((&self.scripts.add, keys, args));
+            prepared.push((env, id));
+        }
+        let immediate = jobs
+            .iter()
+            .filter(|j| j.options.delay_ms.unwrap_or(0) == 0)
+            .count();
+        let script_calls = jobs
+            .iter()
+            .filter(|j| j.options.delay_ms.unwrap_or(0) > 0 || j.options.job_id.is_some())
+            .count();
+        let plain_calls = (jobs.len() - script_calls).div_ceil(BULK_CHUNK);
+        // One call checks its own entries; several share a gate.
+        let gate = (immediate > 0 && script_calls + plain_calls > 1)
+            .then(|| self.keys.bulk_gate(&crate::clock::new_id()));
+        let gate = gate.as_deref();
+        let mut first = true;
+        let mut need = || -> i64 {
+            if std::mem::take(&mut first) {
+                immediate as i64
+            } else if gate.is_some() {
+                -1
+            } else {
+                0
+            }
+        };
+        // Plain entries go in BULK_ADD script calls (one command per chunk,
+        // not one per job); delayed or idempotent ones each get the ADD
+        // script. All of it is one pipeline: one round trip.
+        let mut calls: Vec<(&Script, Vec<Key>, Vec<Value>)> = Vec::new();
+        let mut plain: Vec<Value> = Vec::new();
+        let mut plain_keys: Vec<Key> = Vec::new();
+        for (job, (env, _)) in jobs.iter().zip(&prepared) {
+            if let Some((keys, args)) = self.add_script_call(job, env, 0, None) {
+                // Close the plain run first: the stream keeps the call's order.
+                if !plain.is_empty() {
+                    calls.push((
+                        &self.scripts.bulk,
+                        std::mem::take(&mut plain_keys),
+                        std::mem::take(&mut plain),
+                    ));
                 }
-                None => {
-                    if plain.is_empty() {
-                        plain.push(Value::from(self.cfg.max_stream_len as i64));
-                    }
-                    plain.push(Value::Bytes(env.encode().into()));
-                    plain.push(Value::from(job.name.as_str()));
-                    if plain.len() > 2 * BULK_CHUNK {
-                        calls.push((
-                            &self.scripts.bulk,
-                            vec![self.keys.stream.as_str().into()],
-                            std::mem::take(&mut plain),
-                        ));
-                    }
+                let n = need();
+                let (keys, args) = if n != 0 {
+                    self.add_script_call(job, env, n, gate)
+                        .unwrap_or((keys, args))
+                } else {
+                    (keys, args)
+                };
+                calls.push((&self.scripts.add, keys, args));
+            } else {
+                if plain.is_empty() {
+                    (plain_keys, plain) = self.bulk_call(need(), gate);
+                }
+                plain.push(Value::Bytes(env.encode().into()));
+                plain.push(Value::from(job.name.as_str()));
+                if plain.len() >= 2 + 2 * BULK_CHUNK {
+                    calls.push((
+                        &self.scripts.bulk,
+                        std::mem::take(&mut plain_keys),
+                        std::mem::take(&mut plain),
+                    ));
                 }
             }
-            ids.push(id);
         }
         if !plain.is_empty() {
-            calls.push((
-                &self.scripts.bulk,
-                vec![self.keys.stream.as_str().into()],
-                plain,
-            ));
+            calls.push((&self.scripts.bulk, plain_keys, plain));
         }
-        let pipe = fred::clients::Pipeline::from(client.with_options(&write_once()));
-        for (script, keys, args) in &calls {
+        let once = client.with_options(&write_once());
+        let pipe = fred::clients::Pipeline::from(once.clone());
+        for (i, (script, keys, args)) in calls.iter().enumerate() {
             let mut a: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-            a.push(Value::from(script.sha()));
+            // The gated first call always runs (EVAL, not EVALSHA): a later
+            // call's NOSCRIPT rerun must find its verdict already made.
+            let eval = i == 0 && gate.is_some();
+            a.push(if eval {
+                Value::from(script.body())
+            } else {
+                Value::from(script.sha())
+            });
             a.push(Value::from(keys.len() as i64));
             a.extend(
                 keys.iter()
                     .map(|k| Value::Bytes(k.as_bytes().to_vec().into())),
             );
             a.extend(args.iter().cloned());
+            let cmd = if eval { "EVAL" } else { "EVALSHA" };
             let _: () = pipe
-                .custom(fred::cmd!("EVALSHA", hash: self.keys.cluster_hash()), a)
+                .custom(fred::cmd!(cmd, hash: self.keys.cluster_hash()), a)
                 .await?;
         }
         let results = pipe.try_all::<Value>().await;
-        for ((script, keys, args), r) in calls.iter().zip(results.iter()) {
-            if let Err(e) = r {
-                if e.details().starts_with("NOSCRIPT") {
-                    // The script did not run (cache lost): run it now, once.
-                    let _: Value = script.run(client, keys.clone(), args.clone()).await?;
-                } else {
-                    return Err(Error::from(e.clone()));
+        let mut refused = false;
+        for ((script, keys, args), r) in calls.iter().zip(results) {
+            let v = match r {
+                Ok(v) => v,
+                // The script did not run (cache lost): run it now, once.
+                Err(e) if e.details().starts_with("NOSCRIPT") => {
+                    script.run(&once, keys.clone(), args.clone()).await?
                 }
-            }
+                Err(e) => return Err(Error::from(e)),
+            };
+            refused |= v.as_i64().is_some_and(|n| n < 0);
         }
-        Ok(ids
+        if refused {
+            if let Some(g) = gate {
+                let _: crate::Result<i64> = client.del(g).await.map_err(Error::from);
+            }
+            return Err(self.queue_full(immediate));
+        }
+        Ok(prepared
             .into_iter()
-            .map(|id| Added {
+            .map(|(_, id)| Added {
                 id,
                 created_at_ms: created,
             })
@@ -493,7 +589,9 @@ impl Producer {
 
     /// Moves up to `limit` DLQ entries (oldest first) back to the stream with
     /// their attempt counter reset; the retry override is kept. Entries whose
-    /// envelope does not decode stay in the DLQ. Returns how many moved.
+    /// envelope does not decode stay in the DLQ. Replay stops at the
+    /// stream's cap (`max_stream_len`): it returns how many moved, or fails
+    /// with `QueueFull` when the stream had no room for even one.
     pub async fn replay_dlq(&self, limit: u64) -> Result<u64> {
         let client = self.client().await?;
         let mut replayed = 0u64;
@@ -519,7 +617,7 @@ impl Producer {
                 }
             }
             if args.len() > 1 {
-                let n: i64 = self
+                let r: Vec<i64> = self
                     .scripts
                     .replay
                     .run(
@@ -531,7 +629,14 @@ impl Producer {
                         args,
                     )
                     .await?;
-                replayed += n as u64;
+                replayed += r.first().copied().unwrap_or(0).max(0) as u64;
+                if r.get(1) == Some(&1) {
+                    // At the cap: what is left stays in the DLQ.
+                    if replayed == 0 {
+                        return Err(self.queue_full(1));
+                    }
+                    break;
+                }
             }
             if (entries.len() as u64) < want {
                 break;

@@ -23,13 +23,25 @@ pub struct PromoterConfig {
     pub events_enabled: bool,
 }
 
-/// One promotion step: `(is_leader, promoted, ms until the next due member)`.
+/// What one promotion step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub leader: bool,
+    pub promoted: i64,
+    /// ms until the next due member, or -1 when none.
+    pub next_ms: i64,
+    /// Due members stayed delayed: the stream is at `max_stream_len`.
+    pub held: bool,
+}
+
+/// One promotion step. It never fills the stream past `max_stream_len`:
+/// due members that do not fit stay delayed for a later step.
 pub async fn step(
     client: &Client,
     keys: &Keys,
     cfg: &PromoterConfig,
     script: &Script,
-) -> crate::Result<(bool, i64, i64)> {
+) -> crate::Result<Step> {
     let r: Vec<i64> = script
         .run(
             client,
@@ -49,11 +61,12 @@ pub async fn step(
             ],
         )
         .await?;
-    Ok((
-        r.first() == Some(&1),
-        r.get(1).copied().unwrap_or(0),
-        r.get(2).copied().unwrap_or(-1),
-    ))
+    Ok(Step {
+        leader: r.first() == Some(&1),
+        promoted: r.get(1).copied().unwrap_or(0),
+        next_ms: r.get(2).copied().unwrap_or(-1),
+        held: r.get(3) == Some(&1),
+    })
 }
 
 /// Runs until `stop`, then releases the lock if held.
@@ -61,16 +74,25 @@ pub async fn run(client: Client, keys: Keys, cfg: PromoterConfig, stop: Cancella
     let script = Script::new(scripts::PROMOTE);
     let release = Script::new(scripts::RELEASE_LOCK);
     let mut leader = false;
+    let mut holding = false;
     while !stop.is_cancelled() {
         let wait = match step(&client, &keys, &cfg, &script).await {
-            Ok((is_leader, moved, next_ms)) => {
-                leader = is_leader;
-                if !is_leader {
+            Ok(s) => {
+                leader = s.leader;
+                if s.held && !holding {
+                    tracing::warn!(
+                        queue = %keys.prefix(),
+                        max_stream_len = cfg.max_stream_len,
+                        "the stream is at max_stream_len: due delayed jobs wait until workers make room"
+                    );
+                }
+                holding = s.held;
+                if !s.leader || s.held {
                     cfg.tick
-                } else if moved >= BATCH {
+                } else if s.promoted >= BATCH {
                     Duration::ZERO
-                } else if next_ms >= 0 {
-                    Duration::from_millis(next_ms as u64).min(cfg.tick)
+                } else if s.next_ms >= 0 {
+                    Duration::from_millis(s.next_ms as u64).min(cfg.tick)
                 } else {
                     cfg.tick
                 }

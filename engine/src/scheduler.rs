@@ -234,14 +234,18 @@ return out
 );
 
 /// Applies one spec's fires if its score is still the one planned from.
+/// A stream at its cap takes none: the spec keeps its score (-2), so the
+/// fires come on a later tick, once workers made room (one plan's fires
+/// may pass the cap by fewer than their count, so a plan always fits).
 /// KEYS: repeat, spec hash, stream. ARGV: key, expected_score, new_next|'',
-/// stream_maxlen, name, envelopes...
+/// stream cap, name, envelopes...
 const FIRE: &str = r#"
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return -1 end
+if #ARGV > 5 and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4]) then return -2 end
 local n = 0
 for i = 6, #ARGV do
-  local a = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[i]}
+  local a = {'XADD', KEYS[3], '*', 'd', ARGV[i]}
   if ARGV[5] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[5] end
   redis.call(unpack(a))
   n = n + 1
@@ -323,6 +327,8 @@ pub struct TickReport {
     pub fired: u64,
     /// ms until the next due spec, or -1 when none.
     pub next_due_ms: i64,
+    /// Specs whose fires were held back: the stream is at `max_stream_len`.
+    pub held: u64,
 }
 
 impl Scheduler {
@@ -355,6 +361,7 @@ impl Scheduler {
             leader: int(r.first()) == 1,
             fired: 0,
             next_due_ms: int(r.get(2)),
+            held: 0,
         };
         if !report.leader {
             return Ok(report);
@@ -387,7 +394,8 @@ impl Scheduler {
                 .fire_one(client, keys, cfg, &key, score, now, &outage, row)
                 .await
             {
-                Ok(n) => report.fired += n,
+                Ok(Fired::Jobs(n)) => report.fired += n,
+                Ok(Fired::Held) => report.held += 1,
                 Err(e) => {
                     tracing::warn!(spec = %key, error = %e, "repeatable spec skipped this tick")
                 }
@@ -408,7 +416,7 @@ impl Scheduler {
         now: i64,
         outage: &Outage,
         row: Vec<Value>,
-    ) -> Result<u64> {
+    ) -> Result<Fired> {
         let mut it = row.into_iter();
         let spec_bytes = it.next().and_then(|v| v.into_bytes());
         let fired = it.next().and_then(|v| v.as_u64()).unwrap_or(0);
@@ -476,8 +484,19 @@ impl Scheduler {
                 args,
             )
             .await?;
-        Ok(n.max(0) as u64)
+        Ok(if n == -2 {
+            Fired::Held
+        } else {
+            Fired::Jobs(n.max(0) as u64)
+        })
     }
+}
+
+/// What `fire_one` did with a due spec.
+enum Fired {
+    Jobs(u64),
+    /// The stream was at its cap: the spec keeps its score for later.
+    Held,
 }
 
 /// Runs the scheduler until `stop`, then releases the lock if held.
@@ -485,11 +504,22 @@ pub async fn run(client: Client, keys: Keys, cfg: SchedulerConfig, stop: Cancell
     let sched = Scheduler::default();
     let release = Script::new(crate::scripts::RELEASE_LOCK);
     let mut leader = false;
+    let mut holding = false;
     while !stop.is_cancelled() {
         let wait = match sched.tick(&client, &keys, &cfg).await {
             Ok(r) => {
                 leader = r.leader;
-                if r.leader && r.next_due_ms >= 0 {
+                if r.held > 0 && !holding {
+                    tracing::warn!(
+                        queue = %keys.prefix(),
+                        max_stream_len = cfg.max_stream_len,
+                        "the stream is at max_stream_len: repeatable fires wait until workers make room"
+                    );
+                }
+                holding = r.held > 0;
+                if r.held > 0 {
+                    cfg.tick
+                } else if r.leader && r.next_due_ms >= 0 {
                     Duration::from_millis(r.next_due_ms as u64).min(cfg.tick)
                 } else {
                     cfg.tick

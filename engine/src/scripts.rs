@@ -21,6 +21,30 @@ end
 pub(crate) use lua_leader_lock;
 
 /// Lua: `now`, the Redis server clock in epoch ms.
+/// Lua: `room(stream, cap, need, gate)`, the cap check of an add. With
+/// `need > 0`: false (and, given a gate key, sets it) when the stream plus
+/// `need` entries would pass `cap`. With `need < 0` (a later call of a
+/// multi-call bulk): false when the bulk's gate is set. XLEN is O(1) and
+/// fails on a key of the wrong type before anything is written.
+macro_rules! lua_room {
+    () => {
+        r#"
+local function room(stream, cap, need, gate)
+  if need > 0 then
+    if redis.call('XLEN', stream) + need > cap then
+      if gate then redis.call('SET', gate, '1', 'PX', 60000) end
+      return false
+    end
+  elseif gate and redis.call('GET', gate) then
+    return false
+  end
+  return true
+end
+"#
+    };
+}
+pub(crate) use lua_room;
+
 macro_rules! lua_server_now {
     () => {
         "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -212,7 +236,8 @@ return acked
 /// Leader election plus promotion of due delayed members, one round trip a tick.
 /// KEYS: lock, delayed, stream, events.
 /// ARGV: holder, lock_ttl_secs, batch, stream_maxlen, events(0|1), events_maxlen.
-/// Returns {is_leader, promoted, ms_until_next_due or -1}.
+/// Returns {is_leader, promoted, ms_until_next_due or -1, held (1 when the
+/// stream reached the cap, ARGV[4], with due members left)}.
 pub const PROMOTE: &str = concat!(
     lua_leader_lock!(),
     lua_server_now!(),
@@ -239,14 +264,18 @@ local function envelope_id(env)
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+-- Never past the cap: what does not fit stays delayed for a later tick.
+local room = tonumber(ARGV[4]) - redis.call('XLEN', KEYS[3])
 local moved = 0
+local held = 0
 for _, m in ipairs(due) do
+  if moved >= room then held = 1; break end
   if redis.call('ZREM', KEYS[2], m) == 1 and #m >= 4 then
     local len = struct.unpack('<I4', m)
     if 4 + len <= #m then
       local name = string.sub(m, 5, 4 + len)
       local env = string.sub(m, 5 + len)
-      local a = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', env}
+      local a = {'XADD', KEYS[3], '*', 'd', env}
       if len > 0 then a[#a + 1] = 'n'; a[#a + 1] = name end
       redis.call(unpack(a))
       moved = moved + 1
@@ -263,7 +292,7 @@ local wait = -1
 if nxt[2] then
   wait = math.max(0, tonumber(nxt[2]) - now)
 end
-return {1, moved, wait}
+return {1, moved, wait, held}
 "#
 );
 
@@ -275,18 +304,25 @@ end
 return 0
 "#;
 
-/// DLQ replay: per entry, delete it from the DLQ and, only if that deleted
-/// something, add it to the stream; concurrent replays never duplicate.
-/// KEYS: dlq, stream. ARGV: stream_maxlen, then (dlq_id, d, name) triples.
+/// DLQ replay: per entry still in the DLQ, add it to the stream, then
+/// delete it from the DLQ; concurrent replays never duplicate.
+/// The stream is never filled past its cap: replay stops there.
+/// KEYS: dlq, stream. ARGV: stream cap, then (dlq_id, d, name) triples.
+/// Returns {replayed, full (1 when it stopped at the cap)}.
 pub const REPLAY: &str = r#"
+local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[2])
 local count = 0
 for i = 2, #ARGV, 3 do
-  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
-    local a = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 1]}
+  if count >= room then return {count, 1} end
+  -- Still in the DLQ (a concurrent replay may have taken it): written to
+  -- the stream first, removed from the DLQ last.
+  if #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 1 then
+    local a = {'XADD', KEYS[2], '*', 'd', ARGV[i + 1]}
     if ARGV[i + 2] ~= '' then a[#a + 1] = 'n'; a[#a + 1] = ARGV[i + 2] end
     redis.call(unpack(a))
+    redis.call('XDEL', KEYS[1], ARGV[i])
     count = count + 1
   end
 end
-return count
+return {count, 0}
 "#;

@@ -28,6 +28,7 @@ export {
   AuthenticationError,
   OperationTimeoutError,
   RedisServerError,
+  QueueFullError,
   ClosedError,
   ForkedProcessError,
   NotSupportedError,

@@ -67,6 +67,7 @@ type WorkerOptions = {
   readCount: number | null;
   claimMinIdleMs: number | null;
   maxPayloadBytes: number | null;
+  maxStreamLen: number | null;
   dlqMaxStreamLen: number | null;
   eventsEnabled: boolean;
   delayedEnabled: boolean;
@@ -120,6 +121,7 @@ export class WorkerBase {
       readCount: o.readCount,
       claimMinIdleMs: o.claimMinIdleMs,
       maxPayloadBytes: o.maxPayloadBytes,
+      maxStreamLen: o.maxStreamLen,
       dlqMaxStreamLen: o.dlqMaxStreamLen,
       schedulerTickMs: o.schedulerTickMs,
       resultTtlMs: o.resultTtlMs,

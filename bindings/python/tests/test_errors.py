@@ -24,6 +24,7 @@ EXPECTED_BASES: dict[str, type[BaseException] | None] = {
     "auth": PermissionError,
     "timeout": TimeoutError,
     "redis": RuntimeError,
+    "queue_full": RuntimeError,
     "closed": RuntimeError,
     "forked": RuntimeError,
     "not_supported": NotImplementedError,

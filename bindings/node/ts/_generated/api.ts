@@ -33,7 +33,10 @@ export interface QueueOptions {
    */
   redisUrl?: string;
   /**
-   * XADD MAXLEN ~ cap of the queue's stream. Default: 1000000 (the engine's).
+   * Most jobs the queue's stream holds waiting or running (not yet acked). An
+   * add past it raises QueueFullError and writes nothing; no job is ever
+   * trimmed. Delayed and repeatable jobs wait until workers make room. Default:
+   * 1000000 (the engine's).
    */
   maxStreamLen?: number | null;
   /**
@@ -135,8 +138,10 @@ export class Queue extends QueueBase {
    *   ?node=host:port) for Redis Cluster; rediss:// takes ?tls_ca_file=,
    *   tls_cert_file= and tls_key_file= (PEM files). See docs/security.md.
    *   Default: "redis://127.0.0.1:6379".
-   * @param options.maxStreamLen - XADD MAXLEN ~ cap of the queue's stream.
-   *   Default: 1000000 (the engine's).
+   * @param options.maxStreamLen - Most jobs the queue's stream holds waiting or
+   *   running (not yet acked). An add past it raises QueueFullError and writes
+   *   nothing; no job is ever trimmed. Delayed and repeatable jobs wait until
+   *   workers make room. Default: 1000000 (the engine's).
    * @param options.maxDelaySecs - Reject add calls whose delay is longer than
    *   this (default 30 days). Default: 2592000 (the engine's).
    * @throws {@link InvalidArgumentError} An argument has the right type but a
@@ -208,6 +213,10 @@ export class Queue extends QueueBase {
    * @throws {@link PayloadEncodeError} The job data or handler result could not
    *   be encoded as msgpack, or would not decode back (a tuple or map used as a
    *   map key).
+   * @throws {@link QueueFullError} The queue's stream already holds
+   *   maxStreamLen jobs that are waiting or running, so the add was refused and
+   *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
+   *   make room: run more workers, retry later, or raise maxStreamLen.
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -322,6 +331,10 @@ export class Queue extends QueueBase {
    * @throws {@link PayloadEncodeError} The job data or handler result could not
    *   be encoded as msgpack, or would not decode back (a tuple or map used as a
    *   map key).
+   * @throws {@link QueueFullError} The queue's stream already holds
+   *   maxStreamLen jobs that are waiting or running, so the add was refused and
+   *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
+   *   make room: run more workers, retry later, or raise maxStreamLen.
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -408,6 +421,10 @@ export class Queue extends QueueBase {
    * @throws {@link PayloadEncodeError} The job data or handler result could not
    *   be encoded as msgpack, or would not decode back (a tuple or map used as a
    *   map key).
+   * @throws {@link QueueFullError} The queue's stream already holds
+   *   maxStreamLen jobs that are waiting or running, so the add was refused and
+   *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
+   *   make room: run more workers, retry later, or raise maxStreamLen.
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -485,6 +502,10 @@ export class Queue extends QueueBase {
    * @throws {@link InvalidArgumentError} An argument has the right type but a
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
+   * @throws {@link QueueFullError} The queue's stream already holds
+   *   maxStreamLen jobs that are waiting or running, so the add was refused and
+   *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
+   *   make room: run more workers, retry later, or raise maxStreamLen.
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -752,6 +773,12 @@ export interface WorkerOptions {
    * engine's).
    */
   maxPayloadBytes?: number | null;
+  /**
+   * The stream's cap as this worker's promoter and scheduler see it (pass the
+   * Queue's value): due delayed jobs and repeatable fires wait while the stream
+   * holds this many jobs; none is trimmed. Default: 1000000 (the engine's).
+   */
+  maxStreamLen?: number | null;
   /** MAXLEN ~ cap of the dead-letter stream. Default: 100000 (the engine's). */
   dlqMaxStreamLen?: number | null;
   /** Write lifecycle events to the queue's events stream. Default: true. */
@@ -827,6 +854,10 @@ export class Worker extends WorkerBase {
    *   pending job is recovered. Default: 30000 (the engine's).
    * @param options.maxPayloadBytes - Larger payloads go to the dead-letter
    *   queue. Default: 1048576 (the engine's).
+   * @param options.maxStreamLen - The stream's cap as this worker's promoter
+   *   and scheduler see it (pass the Queue's value): due delayed jobs and
+   *   repeatable fires wait while the stream holds this many jobs; none is
+   *   trimmed. Default: 1000000 (the engine's).
    * @param options.dlqMaxStreamLen - MAXLEN ~ cap of the dead-letter stream.
    *   Default: 100000 (the engine's).
    * @param options.eventsEnabled - Write lifecycle events to the queue's events
@@ -876,6 +907,7 @@ export class Worker extends WorkerBase {
       "readCount",
       "claimMinIdleMs",
       "maxPayloadBytes",
+      "maxStreamLen",
       "dlqMaxStreamLen",
       "eventsEnabled",
       "delayedEnabled",
@@ -897,6 +929,7 @@ export class Worker extends WorkerBase {
       readCount = null,
       claimMinIdleMs = null,
       maxPayloadBytes = null,
+      maxStreamLen = null,
       dlqMaxStreamLen = null,
       eventsEnabled = true,
       delayedEnabled = true,
@@ -928,6 +961,9 @@ export class Worker extends WorkerBase {
     }
     if (maxPayloadBytes != null) {
       validate.positiveInt("maxPayloadBytes", maxPayloadBytes);
+    }
+    if (maxStreamLen != null) {
+      validate.positiveInt("maxStreamLen", maxStreamLen);
     }
     if (dlqMaxStreamLen != null) {
       validate.positiveInt("dlqMaxStreamLen", dlqMaxStreamLen);
@@ -963,6 +999,7 @@ export class Worker extends WorkerBase {
         readCount,
         claimMinIdleMs,
         maxPayloadBytes,
+        maxStreamLen,
         dlqMaxStreamLen,
         eventsEnabled,
         delayedEnabled,

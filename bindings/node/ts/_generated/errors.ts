@@ -109,6 +109,16 @@ export class RedisServerError extends ChasquiError {
   static override readonly code: string = "redis";
 }
 
+/**
+ * The queue's stream already holds maxStreamLen jobs that are waiting or
+ * running, so the add was refused and wrote nothing (addBulk is all or
+ * nothing). Nothing is ever trimmed to make room: run more workers, retry
+ * later, or raise maxStreamLen.
+ */
+export class QueueFullError extends ChasquiError {
+  static override readonly code: string = "queue_full";
+}
+
 /** The object was used after close(). */
 export class ClosedError extends ChasquiError {
   static override readonly code: string = "closed";
@@ -156,6 +166,7 @@ export const ERRORS_BY_CODE: Readonly<Record<string, ErrorClass>> = Object.freez
   auth: AuthenticationError,
   timeout: OperationTimeoutError,
   redis: RedisServerError,
+  queue_full: QueueFullError,
   closed: ClosedError,
   forked: ForkedProcessError,
   not_supported: NotSupportedError,

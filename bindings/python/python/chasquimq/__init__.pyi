@@ -39,6 +39,7 @@ __all__ = [
     "Queue",
     "QueueEvent",
     "QueueEvents",
+    "QueueFullError",
     "RedisConnectionError",
     "RedisServerError",
     "RepeatLike",
@@ -86,6 +87,12 @@ class OperationTimeoutError(ChasquiError, TimeoutError):
 
 class RedisServerError(ChasquiError, RuntimeError):
     """The Redis server replied with an error."""
+
+class QueueFullError(ChasquiError, RuntimeError):
+    """The queue's stream already holds max_stream_len jobs that are waiting or running,
+    so the add was refused and wrote nothing (add_bulk is all or nothing). Nothing is
+    ever trimmed to make room: run more workers, retry later, or raise max_stream_len.
+    """
 
 class ClosedError(ChasquiError, RuntimeError):
     """The object was used after close()."""
@@ -425,8 +432,10 @@ class Queue:
                 port, optional /db; redis-cluster:// (more seeds as ?node=host:port) for
                 Redis Cluster; rediss:// takes ?tls_ca_file=, tls_cert_file= and
                 tls_key_file= (PEM files). See docs/security.md.
-            max_stream_len: XADD MAXLEN ~ cap of the queue's stream. None uses the
-                engine default, 1000000.
+            max_stream_len: Most jobs the queue's stream holds waiting or running
+                (not yet acked). An add past it raises QueueFullError and writes
+                nothing; no job is ever trimmed. Delayed and repeatable jobs wait until
+                workers make room. None uses the engine default, 1000000.
             max_delay_secs: Reject add calls whose delay is longer than this
                 (default 30 days). None uses the engine default, 2592000.
 
@@ -495,6 +504,10 @@ class Queue:
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -549,6 +562,10 @@ class Queue:
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -577,6 +594,10 @@ class Queue:
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -647,6 +668,10 @@ class Queue:
             InvalidArgumentError: An argument has the right type but a value that is
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -827,6 +852,7 @@ class Worker:
         read_count: int | None = None,
         claim_min_idle_ms: int | None = None,
         max_payload_bytes: int | None = None,
+        max_stream_len: int | None = None,
         dlq_max_stream_len: int | None = None,
         events_enabled: bool = True,
         delayed_enabled: bool = True,
@@ -862,6 +888,10 @@ class Worker:
                 recovered. None uses the engine default, 30000.
             max_payload_bytes: Larger payloads go to the dead-letter queue. None
                 uses the engine default, 1048576.
+            max_stream_len: The stream's cap as this worker's promoter and scheduler
+                see it (pass the Queue's value): due delayed jobs and repeatable fires
+                wait while the stream holds this many jobs; none is trimmed. None uses
+                the engine default, 1000000.
             dlq_max_stream_len: MAXLEN ~ cap of the dead-letter stream. None uses
                 the engine default, 100000.
             events_enabled: Write lifecycle events to the queue's events stream.

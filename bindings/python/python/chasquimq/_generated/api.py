@@ -55,8 +55,10 @@ class Queue(QueueBase):
                 port, optional /db; redis-cluster:// (more seeds as ?node=host:port) for
                 Redis Cluster; rediss:// takes ?tls_ca_file=, tls_cert_file= and
                 tls_key_file= (PEM files). See docs/security.md.
-            max_stream_len: XADD MAXLEN ~ cap of the queue's stream. None uses the
-                engine default, 1000000.
+            max_stream_len: Most jobs the queue's stream holds waiting or running
+                (not yet acked). An add past it raises QueueFullError and writes
+                nothing; no job is ever trimmed. Delayed and repeatable jobs wait until
+                workers make room. None uses the engine default, 1000000.
             max_delay_secs: Reject add calls whose delay is longer than this
                 (default 30 days). None uses the engine default, 2592000.
 
@@ -135,6 +137,10 @@ class Queue(QueueBase):
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -223,6 +229,10 @@ class Queue(QueueBase):
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -279,6 +289,10 @@ class Queue(QueueBase):
             InvalidTypeError: An argument has the wrong type.
             PayloadEncodeError: The job data or handler result could not be encoded
                 as msgpack, or would not decode back (a tuple or map used as a map key).
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -358,6 +372,10 @@ class Queue(QueueBase):
             InvalidArgumentError: An argument has the right type but a value that is
                 not allowed.
             InvalidTypeError: An argument has the wrong type.
+            QueueFullError: The queue's stream already holds max_stream_len jobs
+                that are waiting or running, so the add was refused and wrote nothing
+                (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
+                more workers, retry later, or raise max_stream_len.
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -586,6 +604,7 @@ class Worker(WorkerBase):
         read_count: int | None = None,
         claim_min_idle_ms: int | None = None,
         max_payload_bytes: int | None = None,
+        max_stream_len: int | None = None,
         dlq_max_stream_len: int | None = None,
         events_enabled: bool = True,
         delayed_enabled: bool = True,
@@ -621,6 +640,10 @@ class Worker(WorkerBase):
                 recovered. None uses the engine default, 30000.
             max_payload_bytes: Larger payloads go to the dead-letter queue. None
                 uses the engine default, 1048576.
+            max_stream_len: The stream's cap as this worker's promoter and scheduler
+                see it (pass the Queue's value): due delayed jobs and repeatable fires
+                wait while the stream holds this many jobs; none is trimmed. None uses
+                the engine default, 1000000.
             dlq_max_stream_len: MAXLEN ~ cap of the dead-letter stream. None uses
                 the engine default, 100000.
             events_enabled: Write lifecycle events to the queue's events stream.
@@ -672,6 +695,8 @@ class Worker(WorkerBase):
             _validate.positive_int("claim_min_idle_ms", claim_min_idle_ms)
         if max_payload_bytes is not None:
             _validate.positive_int("max_payload_bytes", max_payload_bytes)
+        if max_stream_len is not None:
+            _validate.positive_int("max_stream_len", max_stream_len)
         if dlq_max_stream_len is not None:
             _validate.positive_int("dlq_max_stream_len", dlq_max_stream_len)
         _validate.bool_("events_enabled", events_enabled)
@@ -701,6 +726,7 @@ class Worker(WorkerBase):
             read_count=read_count,
             claim_min_idle_ms=claim_min_idle_ms,
             max_payload_bytes=max_payload_bytes,
+            max_stream_len=max_stream_len,
             dlq_max_stream_len=dlq_max_stream_len,
             events_enabled=events_enabled,
             delayed_enabled=delayed_enabled,

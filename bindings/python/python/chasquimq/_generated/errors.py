@@ -24,6 +24,7 @@ __all__ = [
     "OperationTimeoutError",
     "PayloadDecodeError",
     "PayloadEncodeError",
+    "QueueFullError",
     "RedisConnectionError",
     "RedisServerError",
     "UnrecoverableError",
@@ -90,6 +91,15 @@ class RedisServerError(ChasquiError, RuntimeError):
     code: ClassVar[str] = "redis"
 
 
+class QueueFullError(ChasquiError, RuntimeError):
+    """The queue's stream already holds max_stream_len jobs that are waiting or running,
+    so the add was refused and wrote nothing (add_bulk is all or nothing). Nothing is
+    ever trimmed to make room: run more workers, retry later, or raise max_stream_len.
+    """
+
+    code: ClassVar[str] = "queue_full"
+
+
 class ClosedError(ChasquiError, RuntimeError):
     """The object was used after close()."""
 
@@ -133,6 +143,7 @@ ERRORS_BY_CODE: dict[str, type[ChasquiError]] = {
     "auth": AuthenticationError,
     "timeout": OperationTimeoutError,
     "redis": RedisServerError,
+    "queue_full": QueueFullError,
     "closed": ClosedError,
     "forked": ForkedProcessError,
     "not_supported": NotSupportedError,
