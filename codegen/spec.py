@@ -114,6 +114,9 @@ class ErrorCode:
     bases: list[str]
     doc: str
     node_base: str | None = None  # a builtin JS error class, e.g. "TypeError"
+    # A more specific kind of another code's error: its class extends that
+    # class (so catching the parent catches it) in both languages.
+    parent: ErrorCode | None = None
 
 
 @dataclass
@@ -389,6 +392,21 @@ class _Builder:
             where = f"errors.codes[{err['code']}]"
             if err["code"] in self.errors_by_code or err["code"] == root["code"]:
                 raise self.fail(where, f"duplicate error code {err['code']!r}")
+            parent = None
+            if "parent" in err:
+                parent = self.errors_by_code.get(err["parent"])
+                if parent is None:
+                    raise self.fail(
+                        f"{where}.parent",
+                        f"unknown error code {err['parent']!r}; a parent must come "
+                        "earlier in errors.codes",
+                    )
+                if err.get("node", {}).get("base") or parent.node_base:
+                    raise self.fail(
+                        f"{where}.parent",
+                        "an error with a parent extends the parent, so neither may "
+                        "name a node base",
+                    )
             error = ErrorCode(
                 err["code"],
                 err["name"],
@@ -396,6 +414,7 @@ class _Builder:
                 err.get("python", {}).get("bases", []),
                 err["doc"],
                 err.get("node", {}).get("base"),
+                parent,
             )
             self.errors_by_code[error.code] = error
             errors.append(error)

@@ -17,6 +17,7 @@ export const PayloadDecodeError = cjs.PayloadDecodeError;
 export const RedisConnectionError = cjs.RedisConnectionError;
 export const AuthenticationError = cjs.AuthenticationError;
 export const OperationTimeoutError = cjs.OperationTimeoutError;
+export const OutcomeUnknownError = cjs.OutcomeUnknownError;
 export const RedisServerError = cjs.RedisServerError;
 export const QueueFullError = cjs.QueueFullError;
 export const ClosedError = cjs.ClosedError;

@@ -30,6 +30,10 @@ pub enum Error {
     /// An operation did not finish in its time bound.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A write was sent and no reply came (a timeout, or the connection
+    /// dropped): it may or may not have been applied.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Redis answered with an error reply.
     #[error("Redis replied with an error: {0}")]
     Redis(String),
@@ -62,6 +66,7 @@ impl Error {
             Error::Connection(_) => "connection",
             Error::Auth(_) => "auth",
             Error::Timeout(_) => "timeout",
+            Error::OutcomeUnknown(_) => "outcome_unknown",
             Error::Redis(_) => "redis",
             Error::QueueFull(_) => "queue_full",
             Error::Closed(_) => "closed",
@@ -72,7 +77,7 @@ impl Error {
     }
 
     /// Every code, in a fixed order (used by binding tests).
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 14] = [
         "invalid_argument",
         "invalid_type",
         "encode",
@@ -80,6 +85,7 @@ impl Error {
         "connection",
         "auth",
         "timeout",
+        "outcome_unknown",
         "redis",
         "queue_full",
         "closed",
@@ -102,6 +108,7 @@ impl Error {
             "connection" => Error::Connection(s()),
             "auth" => Error::Auth(s()),
             "timeout" => Error::Timeout(s()),
+            "outcome_unknown" => Error::OutcomeUnknown(s()),
             "redis" => Error::Redis(s()),
             "queue_full" => Error::QueueFull(s()),
             "closed" => Error::Closed(s()),
@@ -129,9 +136,38 @@ impl Error {
         }
     }
 
+    /// The same error naming `key` when Redis refused a command on it for
+    /// holding another type than `kind` (its own reply names no key, as the
+    /// scripts' check does; see `lua_expect!`). Other errors are unchanged.
+    pub fn on_key(self, key: &str, kind: &str) -> Self {
+        match self {
+            Error::Redis(m) if m.starts_with("WRONGTYPE Operation") => Error::Redis(format!(
+                "WRONGTYPE the key {key} holds another type of value, not the {kind} \
+                 ChasquiMQ keeps there (another program wrote it); nothing was changed: \
+                 rename or delete that key"
+            )),
+            other => other,
+        }
+    }
+
     /// True when retrying later may succeed (connection-level trouble).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Connection(_) | Error::Timeout(_))
+        matches!(
+            self,
+            Error::Connection(_) | Error::Timeout(_) | Error::OutcomeUnknown(_)
+        )
+    }
+
+    /// The error of a write that was sent: a timeout or a dropped
+    /// connection becomes `OutcomeUnknown` with `note` (what happened and
+    /// how to retry safely); other errors are unchanged.
+    pub fn after_send(self, note: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Connection(m) | Error::Timeout(m) => {
+                Error::OutcomeUnknown(format!("{m}; {note}"))
+            }
+            other => other,
+        }
     }
 }
 
@@ -164,6 +200,14 @@ impl From<FredError> for Error {
                     || upper.starts_with("FAILED TO ROUTE COMMAND")
                 {
                     Error::Connection(details)
+                } else if let Some(at) = details
+                    .starts_with("WRONGTYPE the key ")
+                    .then(|| details.find(" script: "))
+                    .flatten()
+                {
+                    // Our scripts' own wrong-type check names the key;
+                    // the script's sha and line say nothing to a user.
+                    Error::Redis(details[..at].to_string())
                 } else {
                     Error::Redis(details)
                 }
@@ -223,6 +267,14 @@ mod tests {
         assert_eq!(Error::from(t).code(), "timeout");
         let unroutable = FredError::new(ErrorKind::Unknown, "Failed to route command.");
         assert_eq!(Error::from(unroutable).code(), "connection");
+        let wrong = FredError::new(
+            ErrorKind::Unknown,
+            "WRONGTYPE the key {chasqui:q}:dlq holds another type of value script: 1f2e, on @user_script:9.",
+        );
+        assert_eq!(
+            Error::from(wrong).to_string(),
+            "Redis replied with an error: WRONGTYPE the key {chasqui:q}:dlq holds another type of value"
+        );
         let other = FredError::new(ErrorKind::Unknown, "ERR syntax");
         assert_eq!(Error::from(other).code(), "redis");
         let tls = FredError::new(ErrorKind::Tls, "bad");

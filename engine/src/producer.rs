@@ -20,6 +20,9 @@ pub struct ProducerConfig {
     pub pool_size: usize,
     pub max_stream_len: u64,
     pub max_delay_secs: u64,
+    /// How long a command waits for its reply (ms) before it fails: an add
+    /// then fails with `OutcomeUnknown`.
+    pub command_timeout_ms: u64,
 }
 
 impl ProducerConfig {
@@ -29,6 +32,7 @@ impl ProducerConfig {
             pool_size: 2,
             max_stream_len: 1_000_000,
             max_delay_secs: 30 * 24 * 3600,
+            command_timeout_ms: conn::COMMAND_TIMEOUT.as_millis() as u64,
         }
     }
 }
@@ -125,13 +129,20 @@ pub struct Producer {
 ///   for; 0 none; -1 check the gate).
 const ADD: &str = concat!(
     scripts::lua_room!(),
+    scripts::lua_expect!(),
     r#"
+if tonumber(ARGV[1]) > 0 then
+  expect('zset', KEYS[2]); expect('stream', KEYS[3])
+  if ARGV[2] == '1' then expect('string', KEYS[5]) end
+else
+  expect('stream', KEYS[1])
+end
+if ARGV[2] == '1' then expect('string', KEYS[4]) end
 if not room(KEYS[1], tonumber(ARGV[7]), tonumber(ARGV[9]), KEYS[6]) then return -1 end
 local dedup = ARGV[2] == '1'
 if dedup and redis.call('GET', KEYS[4]) then return 0 end
 local delay = tonumber(ARGV[1])
 if delay > 0 then
-  redis.call('XLEN', KEYS[3])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local name = ARGV[5]
@@ -159,9 +170,12 @@ return 1
 );
 
 /// Cancels a delayed job by id: removes its member from `delayed` only if
-/// it is still there (the promoter removes it first when it promotes).
+/// it is still there (the promoter removes it when it promotes).
 /// KEYS: didx, delayed, dlid. Returns 1 when cancelled.
-const CANCEL: &str = r#"
+const CANCEL: &str = concat!(
+    scripts::lua_expect!(),
+    r#"
+expect('string', KEYS[1]); expect('zset', KEYS[2]); expect('string', KEYS[3])
 local member = redis.call('GET', KEYS[1])
 if not member then return 0 end
 if redis.call('ZREM', KEYS[2], member) == 1 then
@@ -169,7 +183,8 @@ if redis.call('ZREM', KEYS[2], member) == 1 then
   return 1
 end
 return 0
-"#;
+"#
+);
 
 /// Options for a write that must not be sent twice: a plain XADD (no
 /// `job_id` to dedup it). fred resends a command whose connection dropped
@@ -191,8 +206,10 @@ fn write_once() -> fred::types::config::Options {
 /// (d, name) pairs.
 const BULK_ADD: &str = concat!(
     scripts::lua_room!(),
+    scripts::lua_expect!(),
     r#"
 local key = KEYS[1]
+expect('stream', key)
 if not room(key, tonumber(ARGV[1]), tonumber(ARGV[2]), KEYS[2]) then return -1 end
 for i = 3, #ARGV, 2 do
   if ARGV[i + 1] == '' then
@@ -219,6 +236,12 @@ impl Producer {
     pub fn new(url: &str, cfg: ProducerConfig) -> Result<Producer> {
         validate_queue_name("queue_name", &cfg.queue)?;
         conn::parse_url(url)?;
+        if cfg.command_timeout_ms == 0 {
+            return Err(Error::invalid_argument(
+                "command_timeout_ms",
+                "must be at least 1 ms; pass how long a command may wait for Redis",
+            ));
+        }
         if cfg.pool_size == 0 || cfg.pool_size > 64 {
             return Err(Error::invalid_argument(
                 "pool_size",
@@ -258,7 +281,8 @@ impl Producer {
             .get_or_try_init(|| async {
                 let mut v = Vec::with_capacity(self.cfg.pool_size);
                 for _ in 0..self.cfg.pool_size {
-                    v.push(conn::connect(&self.url, Some(conn::COMMAND_TIMEOUT)).await?);
+                    let timeout = std::time::Duration::from_millis(self.cfg.command_timeout_ms);
+                    v.push(conn::connect(&self.url, Some(timeout)).await?);
                 }
                 Ok::<_, Error>(v)
             })
@@ -349,6 +373,30 @@ impl Producer {
         (keys, args)
     }
 
+    /// What an add whose reply never came tells the caller.
+    fn unknown_note(&self, jobs: usize, dedup: bool) -> String {
+        let what = if jobs == 1 {
+            "the job".to_string()
+        } else {
+            format!("the {jobs} jobs")
+        };
+        let retry = if dedup {
+            "retrying with the same job_id is safe: a second add of an id writes nothing"
+                .to_string()
+        } else {
+            let them = if jobs == 1 { "it" } else { "them" };
+            format!(
+                "retrying may enqueue {them} twice; give each job a job_id (add_unique, or \
+                 job_id= / jobId) and retry with the same id, which is always safe"
+            )
+        };
+        format!(
+            "the add was sent but no reply came within command_timeout_ms ({} ms) or the \
+             connection dropped, so {what} may or may not have been added; {retry}",
+            self.cfg.command_timeout_ms
+        )
+    }
+
     /// The error of an add the cap refused (`need` entries for the stream).
     fn queue_full(&self, need: usize) -> Error {
         let what = if need == 1 {
@@ -373,20 +421,21 @@ impl Producer {
         let (env, id) = self.prepare(&job, created)?;
         let client = self.client().await?;
         let need = i64::from(job.options.delay_ms.unwrap_or(0) == 0);
+        // Without a job_id nothing dedups a resend: one attempt (see
+        // `write_once`). With one, fred may resend after a reconnect.
+        let dedup = job.options.job_id.is_some();
+        let once = client.with_options(&write_once());
+        let sender: &Client = if dedup { client } else { &once };
         let r: i64 = match self.add_script_call(&job, &env, need, None) {
-            Some((keys, args)) => self.scripts.add.run(client, keys, args).await?,
+            Some((keys, args)) => self.scripts.add.run(sender, keys, args).await,
             None => {
-                // A plain add has no job_id to dedup a resend: one attempt
-                // (see `write_once`).
                 let (keys, mut args) = self.bulk_call(1, None);
                 args.push(Value::Bytes(env.encode().into()));
                 args.push(Value::from(job.name.as_str()));
-                self.scripts
-                    .bulk
-                    .run(&client.with_options(&write_once()), keys, args)
-                    .await?
+                self.scripts.bulk.run(sender, keys, args).await
             }
-        };
+        }
+        .map_err(|e| e.after_send(self.unknown_note(1, dedup)))?;
         if r < 0 {
             return Err(self.queue_full(1));
         }
@@ -507,16 +556,19 @@ impl Producer {
                 .custom(fred::cmd!(cmd, hash: self.keys.cluster_hash()), a)
                 .await?;
         }
+        let unknown =
+            self.unknown_note(jobs.len(), jobs.iter().all(|j| j.options.job_id.is_some()));
         let results = pipe.try_all::<Value>().await;
         let mut refused = false;
         for ((script, keys, args), r) in calls.iter().zip(results) {
             let v = match r {
                 Ok(v) => v,
                 // The script did not run (cache lost): run it now, once.
-                Err(e) if e.details().starts_with("NOSCRIPT") => {
-                    script.run(&once, keys.clone(), args.clone()).await?
-                }
-                Err(e) => return Err(Error::from(e)),
+                Err(e) if e.details().starts_with("NOSCRIPT") => script
+                    .run(&once, keys.clone(), args.clone())
+                    .await
+                    .map_err(|e| e.after_send(&unknown))?,
+                Err(e) => return Err(Error::from(e).after_send(&unknown)),
             };
             refused |= v.as_i64().is_some_and(|n| n < 0);
         }
@@ -580,7 +632,8 @@ impl Producer {
         let client = self.client().await?;
         let v: Value = client
             .xrange(self.keys.dlq.as_str(), "-", "+", Some(limit))
-            .await?;
+            .await
+            .map_err(|e| Error::from(e).on_key(&self.keys.dlq, "stream"))?;
         Ok(crate::streams::parse_entries(v)?
             .into_iter()
             .map(|(id, f)| dlq_entry(id, f))
@@ -600,7 +653,8 @@ impl Producer {
             let want = (limit - replayed).min(500);
             let v: Value = client
                 .xrange(self.keys.dlq.as_str(), start.as_str(), "+", Some(want))
-                .await?;
+                .await
+                .map_err(|e| Error::from(e).on_key(&self.keys.dlq, "stream"))?;
             let entries = crate::streams::parse_entries(v)?;
             if entries.is_empty() {
                 break;

@@ -76,13 +76,17 @@ pub async fn server_now_ms(client: &Client) -> Result<i64> {
     }
 }
 
-const UPSERT: &str = r#"
+const UPSERT: &str = concat!(
+    crate::scripts::lua_expect!(),
+    r#"
+expect('zset', KEYS[1]); expect('hash', KEYS[2])
 redis.call('HSET', KEYS[2], 'spec', ARGV[2])
 redis.call('HSETNX', KEYS[2], 'fired', 0)
 if ARGV[4] == '' then redis.call('HDEL', KEYS[2], 'opts') else redis.call('HSET', KEYS[2], 'opts', ARGV[4]) end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
-"#;
+"#
+);
 
 const REMOVE: &str = r#"
 local n = redis.call('ZREM', KEYS[1], ARGV[1])
@@ -110,10 +114,14 @@ pub async fn upsert(client: &Client, keys: &Keys, req: UpsertRequest) -> Result<
                 "the pattern has no fire before end_before_ms; widen the window",
             )
         })?;
-    let pipe = client.pipeline();
-    let _: () = pipe.hget(hash.as_str(), "spec").await?;
-    let _: () = pipe.zscore(keys.repeat.as_str(), key.as_str()).await?;
-    let (old, score): (Option<Vec<u8>>, Option<f64>) = pipe.all().await?;
+    let old: Option<Vec<u8>> = client
+        .hget(hash.as_str(), "spec")
+        .await
+        .map_err(|e| Error::from(e).on_key(&hash, "hash"))?;
+    let score: Option<f64> = client
+        .zscore(keys.repeat.as_str(), key.as_str())
+        .await
+        .map_err(|e| Error::from(e).on_key(&keys.repeat, "zset"))?;
     let same_schedule = old
         .and_then(|b| StoredSpec::decode(&b).ok())
         .map(|o| {
@@ -170,7 +178,8 @@ pub async fn list(client: &Client, keys: &Keys, limit: u64) -> Result<Vec<Repeat
             None,
             true,
         )
-        .await?;
+        .await
+        .map_err(|e| Error::from(e).on_key(&keys.repeat, "zset"))?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -217,6 +226,8 @@ pub async fn remove(client: &Client, keys: &Keys, key: &str) -> Result<bool> {
 /// KEYS: lock, repeat, tick. ARGV: holder, ttl, batch, tick_key_ttl_ms.
 /// Returns {leader, now, ms_to_next|-1, previous_tick|-1, key1, score1, ...}.
 const TICK: &str = concat!(
+    crate::scripts::lua_expect!(),
+    "expect('string', KEYS[1]); expect('zset', KEYS[2]); expect('string', KEYS[3])\n",
     crate::scripts::lua_leader_lock!(),
     crate::scripts::lua_server_now!(),
     r#"
@@ -239,7 +250,10 @@ return out
 /// may pass the cap by fewer than their count, so a plan always fits).
 /// KEYS: repeat, spec hash, stream. ARGV: key, expected_score, new_next|'',
 /// stream cap, name, envelopes...
-const FIRE: &str = r#"
+const FIRE: &str = concat!(
+    crate::scripts::lua_expect!(),
+    r#"
+expect('zset', KEYS[1]); expect('hash', KEYS[2]); expect('stream', KEYS[3])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then return -1 end
 if #ARGV > 5 and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4]) then return -2 end
@@ -258,7 +272,8 @@ else
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 end
 return n
-"#;
+"#
+);
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

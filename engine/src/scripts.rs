@@ -1,6 +1,32 @@
 //! The Lua scripts. Each one declares every key it touches in KEYS (Redis
 //! Cluster), takes its clock from the server (`TIME`), and is one atomic step.
 
+/// Lua: `expect(kind, key)` fails the script, before its first write, when
+/// `key` holds a value of another type than `kind` ('stream', 'zset',
+/// 'hash' or 'string'), with a `WRONGTYPE` error that names the key (Redis's
+/// own error does not). Any other error (an ACL refusal) is raised as is.
+macro_rules! lua_expect {
+    () => {
+        r#"
+local function expect(kind, key)
+  local r
+  if kind == 'stream' then r = redis.pcall('XLEN', key)
+  elseif kind == 'zset' then r = redis.pcall('ZSCORE', key, '')
+  elseif kind == 'hash' then r = redis.pcall('HGET', key, '')
+  else r = redis.pcall('GET', key) end
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 9) == 'WRONGTYPE' then
+      error({err = 'WRONGTYPE the key ' .. key .. ' holds another type of value, not the ' .. kind ..
+        ' ChasquiMQ keeps there (another program wrote it); nothing was changed: rename or delete that key'})
+    end
+    error(r)
+  end
+end
+"#
+    };
+}
+pub(crate) use lua_expect;
+
 /// Lua: take or keep the leader lock `KEYS[1]` for holder `ARGV[1]`
 /// (`SET ... EX ARGV[2]` when free, `EXPIRE` when ours); a script that does
 /// not hold it returns `{0, 0, -1}` at once.
@@ -68,12 +94,27 @@ pub(crate) use lua_server_now;
 ///   drained  (0|1)
 /// Returns the number of entries acknowledged.
 pub const SETTLE: &str = concat!(
+    lua_expect!(),
     r#"
 local stream, delayed, dlq, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group = ARGV[1]
 local ev = ARGV[2] == '1'
 local ackdel = ARGV[3] == '1'
 local dlqmax, evmax, ttl = ARGV[4], ARGV[5], ARGV[6]
+
+-- Every key a section writes is type-checked before the first write.
+do
+  local at = 7
+  at = at + 1 + 3 * tonumber(ARGV[at])
+  at = at + 1 + 7 * tonumber(ARGV[at])
+  local retries = tonumber(ARGV[at])
+  at = at + 1 + 8 * retries
+  local dead = tonumber(ARGV[at])
+  expect('stream', stream)
+  if ev then expect('stream', events) end
+  if retries > 0 then expect('zset', delayed) end
+  if dead > 0 then expect('stream', dlq) end
+end
 "#,
     lua_server_now!(),
     r#"local ts = string.format('%.0f', now)
@@ -102,8 +143,13 @@ local function emit2(kind, id, name, k1, v1, k2, v2)
   end
 end
 
--- Acks and deletes one entry; 1 when it was still pending (not settled by
--- anyone else), so a retried flush never routes a job twice.
+-- True when entry `id` is still pending for this group: not settled by
+-- anyone else, so a retried flush never routes a job twice.
+local function pending1(id)
+  return #redis.call('XPENDING', stream, group, id, id, 1) == 1
+end
+
+-- Acks and deletes one entry.
 local function ack1(id)
   if ackdel then
     local r = redis.call('XACKDEL', stream, group, 'IDS', 1, id)
@@ -198,9 +244,12 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local sid, jid, name, att, dur, reason, member, backoff =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  if ack1(sid) == 1 then
-    acked = acked + 1
+  -- The retry is written before the entry is acked and deleted, so a
+  -- failure in between leaves the job pending, never nowhere.
+  if pending1(sid) then
     redis.call('ZADD', delayed, now + tonumber(backoff), member)
+    ack1(sid)
+    acked = acked + 1
     emit('failed', jid, name, {'attempt', att, 'reason', reason, 'duration_us', dur})
     emit('retry-scheduled', jid, name, {'attempt', tostring(tonumber(att) + 1), 'backoff_ms', backoff})
   end
@@ -211,14 +260,15 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local sid, jid, name, att, dur, reason, detail, d, freason =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-  if ack1(sid) == 1 then
-    acked = acked + 1
+  if pending1(sid) then
     local a = {'XADD', dlq, 'MAXLEN', '~', dlqmax, '*', 'd', d}
     if name ~= '' then a[#a + 1] = 'n'; a[#a + 1] = name end
     a[#a + 1] = 'source_id'; a[#a + 1] = sid
     a[#a + 1] = 'reason'; a[#a + 1] = reason
     if detail ~= '' then a[#a + 1] = 'detail'; a[#a + 1] = detail end
     redis.call(unpack(a))
+    ack1(sid)
+    acked = acked + 1
     if dur ~= '' then
       emit('failed', jid, name, {'attempt', att, 'reason', freason, 'duration_us', dur})
     end
@@ -239,6 +289,9 @@ return acked
 /// Returns {is_leader, promoted, ms_until_next_due or -1, held (1 when the
 /// stream reached the cap, ARGV[4], with due members left)}.
 pub const PROMOTE: &str = concat!(
+    lua_expect!(),
+    "expect('string', KEYS[1]); expect('zset', KEYS[2]); expect('stream', KEYS[3])\n",
+    "if ARGV[5] == '1' then expect('stream', KEYS[4]) end\n",
     lua_leader_lock!(),
     lua_server_now!(),
     r#"local ts = string.format('%.0f', now)
@@ -270,21 +323,24 @@ local moved = 0
 local held = 0
 for _, m in ipairs(due) do
   if moved >= room then held = 1; break end
-  if redis.call('ZREM', KEYS[2], m) == 1 and #m >= 4 then
-    local len = struct.unpack('<I4', m)
-    if 4 + len <= #m then
-      local name = string.sub(m, 5, 4 + len)
-      local env = string.sub(m, 5 + len)
-      local a = {'XADD', KEYS[3], '*', 'd', env}
-      if len > 0 then a[#a + 1] = 'n'; a[#a + 1] = name end
-      redis.call(unpack(a))
-      moved = moved + 1
-      if ev then
-        local e = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'e', 'waiting', 'id', envelope_id(env), 'ts', ts}
-        if len > 0 then e[#e + 1] = 'n'; e[#e + 1] = name end
-        redis.call(unpack(e))
-      end
+  local len = #m >= 4 and struct.unpack('<I4', m)
+  if len and 4 + len <= #m then
+    local name = string.sub(m, 5, 4 + len)
+    local env = string.sub(m, 5 + len)
+    -- Into the stream first, out of the delayed set after.
+    local a = {'XADD', KEYS[3], '*', 'd', env}
+    if len > 0 then a[#a + 1] = 'n'; a[#a + 1] = name end
+    redis.call(unpack(a))
+    redis.call('ZREM', KEYS[2], m)
+    moved = moved + 1
+    if ev then
+      local e = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'e', 'waiting', 'id', envelope_id(env), 'ts', ts}
+      if len > 0 then e[#e + 1] = 'n'; e[#e + 1] = name end
+      redis.call(unpack(e))
     end
+  else
+    -- Not a member ChasquiMQ wrote (shorter than its own header).
+    redis.call('ZREM', KEYS[2], m)
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -309,7 +365,10 @@ return 0
 /// The stream is never filled past its cap: replay stops there.
 /// KEYS: dlq, stream. ARGV: stream cap, then (dlq_id, d, name) triples.
 /// Returns {replayed, full (1 when it stopped at the cap)}.
-pub const REPLAY: &str = r#"
+pub const REPLAY: &str = concat!(
+    lua_expect!(),
+    r#"
+expect('stream', KEYS[1]); expect('stream', KEYS[2])
 local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[2])
 local count = 0
 for i = 2, #ARGV, 3 do
@@ -325,4 +384,5 @@ for i = 2, #ARGV, 3 do
   end
 end
 return {count, 0}
-"#;
+"#
+);

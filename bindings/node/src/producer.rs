@@ -14,6 +14,7 @@ pub struct ProducerOptions {
     pub pool_size: Option<u32>,
     pub max_stream_len: Option<f64>,
     pub max_delay_secs: Option<f64>,
+    pub command_timeout_ms: Option<f64>,
 }
 
 /// A retry backoff as the engine takes it.
@@ -140,6 +141,9 @@ impl Producer {
             }
             if let Some(n) = opt_u64("maxDelaySecs", o.max_delay_secs)? {
                 cfg.max_delay_secs = n;
+            }
+            if let Some(n) = opt_u64("commandTimeoutMs", o.command_timeout_ms)? {
+                cfg.command_timeout_ms = n;
             }
         }
         let inner = chasquimq::Producer::new(&redis_url, cfg).map_err(to_napi)?;

@@ -42,6 +42,7 @@ export async function startRedis({ args = [] } = {}) {
     port: info.port,
     ports: info.ports,
     url: info.url,
+    pid: info.pid,
     async stop() {
       proc.stdin.end();
       await exited;

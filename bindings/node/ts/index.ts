@@ -27,6 +27,7 @@ export {
   RedisConnectionError,
   AuthenticationError,
   OperationTimeoutError,
+  OutcomeUnknownError,
   RedisServerError,
   QueueFullError,
   ClosedError,

@@ -201,6 +201,7 @@ export class QueueBase {
   /** @internal */ _redisUrl!: string;
   /** @internal */ _maxStreamLen!: number | null;
   /** @internal */ _maxDelaySecs!: number | null;
+  /** @internal */ _commandTimeoutMs: number | null = null;
   /** @internal */ _producer: Producer | null = null;
   /** @internal */ _isClosed = false;
   /** @internal */ _results!: ResultWaiters;
@@ -208,12 +209,18 @@ export class QueueBase {
   /** @internal */
   _init(
     name: string,
-    options: { redisUrl: string; maxStreamLen: number | null; maxDelaySecs: number | null },
+    options: {
+      redisUrl: string;
+      maxStreamLen: number | null;
+      maxDelaySecs: number | null;
+      commandTimeoutMs: number | null;
+    },
   ): void {
     this._name = name;
     this._redisUrl = options.redisUrl;
     this._maxStreamLen = options.maxStreamLen;
     this._maxDelaySecs = options.maxDelaySecs;
+    this._commandTimeoutMs = options.commandTimeoutMs;
     this._results = new ResultWaiters(name, options.redisUrl);
   }
 
@@ -223,9 +230,11 @@ export class QueueBase {
       throw new ClosedError(`Queue '${this._name}' is closed; create a new Queue`);
     }
     if (this._producer === null) {
-      const opts: { maxStreamLen?: number; maxDelaySecs?: number } = {};
+      const opts: { maxStreamLen?: number; maxDelaySecs?: number; commandTimeoutMs?: number } =
+        {};
       if (this._maxStreamLen != null) opts.maxStreamLen = this._maxStreamLen;
       if (this._maxDelaySecs != null) opts.maxDelaySecs = this._maxDelaySecs;
+      if (this._commandTimeoutMs != null) opts.commandTimeoutMs = this._commandTimeoutMs;
       this._producer = new Producer(this._redisUrl, this._name, opts);
     }
     return this._producer;

@@ -145,13 +145,14 @@ fn parse_bulk(entries: &Bound<'_, PyList>) -> PyResult<Vec<NewJob>> {
 #[pymethods]
 impl Producer {
     #[new]
-    #[pyo3(signature = (redis_url, queue_name, *, pool_size = 2, max_stream_len = 1_000_000, max_delay_secs = 2_592_000))]
+    #[pyo3(signature = (redis_url, queue_name, *, pool_size = 2, max_stream_len = 1_000_000, max_delay_secs = 2_592_000, command_timeout_ms = 10_000))]
     fn new(
         redis_url: &str,
         queue_name: &str,
         pool_size: usize,
         max_stream_len: u64,
         max_delay_secs: u64,
+        command_timeout_ms: u64,
     ) -> PyResult<Self> {
         chasquimq::runtime::ensure_not_forked().map_err(to_py)?;
         let cfg = ProducerConfig {
@@ -159,6 +160,7 @@ impl Producer {
             pool_size,
             max_stream_len,
             max_delay_secs,
+            command_timeout_ms,
         };
         let inner = chasquimq::Producer::new(redis_url, cfg).map_err(to_py)?;
         Ok(Producer {

@@ -23,6 +23,7 @@ EXPECTED_BASES: dict[str, type[BaseException] | None] = {
     "connection": ConnectionError,
     "auth": PermissionError,
     "timeout": TimeoutError,
+    "outcome_unknown": ConnectionError,
     "redis": RuntimeError,
     "queue_full": RuntimeError,
     "closed": RuntimeError,
@@ -80,6 +81,8 @@ def test_error_classes_match_spec() -> None:
             assert issubclass(cls, b), (cls, b)
         expected = EXPECTED_BASES[entry["code"]]
         assert spec_bases == ([expected] if expected else [])
+        if "parent" in entry:
+            assert issubclass(cls, ERRORS_BY_CODE[entry["parent"]])
         if expected is None:
             # UnrecoverableError is a ChasquiError only (not a ValueError etc.).
             assert cls.__mro__[1:] == (ChasquiError, Exception, BaseException, object)

@@ -44,6 +44,12 @@ export interface QueueOptions {
    * Default: 2592000 (the engine's).
    */
   maxDelaySecs?: number | null;
+  /**
+   * How long a command waits for Redis's reply. An add past it raises
+   * OutcomeUnknownError: the write may still land. Default: 10000 (the
+   * engine's).
+   */
+  commandTimeoutMs?: number | null;
 }
 
 /** Options of {@link Queue.add}. */
@@ -144,6 +150,9 @@ export class Queue extends QueueBase {
    *   workers make room. Default: 1000000 (the engine's).
    * @param options.maxDelaySecs - Reject add calls whose delay is longer than
    *   this (default 30 days). Default: 2592000 (the engine's).
+   * @param options.commandTimeoutMs - How long a command waits for Redis's
+   *   reply. An add past it raises OutcomeUnknownError: the write may still
+   *   land. Default: 10000 (the engine's).
    * @throws {@link InvalidArgumentError} An argument has the right type but a
    *   value that is not allowed.
    * @throws {@link InvalidTypeError} An argument has the wrong type.
@@ -153,11 +162,13 @@ export class Queue extends QueueBase {
       "redisUrl",
       "maxStreamLen",
       "maxDelaySecs",
+      "commandTimeoutMs",
     ]);
     const {
       redisUrl = "redis://127.0.0.1:6379",
       maxStreamLen = null,
       maxDelaySecs = null,
+      commandTimeoutMs = null,
     } = opts;
     validate.queueName("name", name);
     validate.redisUrl("redisUrl", redisUrl);
@@ -167,8 +178,19 @@ export class Queue extends QueueBase {
     if (maxDelaySecs != null) {
       validate.positiveInt("maxDelaySecs", maxDelaySecs);
     }
+    if (commandTimeoutMs != null) {
+      validate.positiveInt("commandTimeoutMs", commandTimeoutMs);
+    }
     super();
-    this._init(name, { redisUrl, maxStreamLen, maxDelaySecs });
+    this._init(
+      name,
+      {
+        redisUrl,
+        maxStreamLen,
+        maxDelaySecs,
+        commandTimeoutMs,
+      },
+    );
   }
 
   /** The queue name. */
@@ -217,6 +239,12 @@ export class Queue extends QueueBase {
    *   maxStreamLen jobs that are waiting or running, so the add was refused and
    *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
    *   make room: run more workers, retry later, or raise maxStreamLen.
+   * @throws {@link OutcomeUnknownError} An add was sent but no reply came
+   *   (commandTimeoutMs passed, or the connection dropped), so the job may or
+   *   may not have been added: Redis may still apply the write. Retrying an add
+   *   without a jobId can enqueue the job twice; retrying with the same jobId
+   *   is always safe. It is an OperationTimeoutError (and a ConnectionError in
+   *   Python).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -335,6 +363,12 @@ export class Queue extends QueueBase {
    *   maxStreamLen jobs that are waiting or running, so the add was refused and
    *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
    *   make room: run more workers, retry later, or raise maxStreamLen.
+   * @throws {@link OutcomeUnknownError} An add was sent but no reply came
+   *   (commandTimeoutMs passed, or the connection dropped), so the job may or
+   *   may not have been added: Redis may still apply the write. Retrying an add
+   *   without a jobId can enqueue the job twice; retrying with the same jobId
+   *   is always safe. It is an OperationTimeoutError (and a ConnectionError in
+   *   Python).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the
@@ -425,6 +459,12 @@ export class Queue extends QueueBase {
    *   maxStreamLen jobs that are waiting or running, so the add was refused and
    *   wrote nothing (addBulk is all or nothing). Nothing is ever trimmed to
    *   make room: run more workers, retry later, or raise maxStreamLen.
+   * @throws {@link OutcomeUnknownError} An add was sent but no reply came
+   *   (commandTimeoutMs passed, or the connection dropped), so the job may or
+   *   may not have been added: Redis may still apply the write. Retrying an add
+   *   without a jobId can enqueue the job twice; retrying with the same jobId
+   *   is always safe. It is an OperationTimeoutError (and a ConnectionError in
+   *   Python).
    * @throws {@link RedisConnectionError} The Redis server could not be reached
    *   or the connection dropped.
    * @throws {@link AuthenticationError} The Redis server refused the

@@ -104,6 +104,17 @@ export class OperationTimeoutError extends ChasquiError {
   static override readonly code: string = "timeout";
 }
 
+/**
+ * An add was sent but no reply came (commandTimeoutMs passed, or the connection
+ * dropped), so the job may or may not have been added: Redis may still apply
+ * the write. Retrying an add without a jobId can enqueue the job twice;
+ * retrying with the same jobId is always safe. It is an OperationTimeoutError
+ * (and a ConnectionError in Python).
+ */
+export class OutcomeUnknownError extends OperationTimeoutError {
+  static override readonly code: string = "outcome_unknown";
+}
+
 /** The Redis server replied with an error. */
 export class RedisServerError extends ChasquiError {
   static override readonly code: string = "redis";
@@ -165,6 +176,7 @@ export const ERRORS_BY_CODE: Readonly<Record<string, ErrorClass>> = Object.freez
   connection: RedisConnectionError,
   auth: AuthenticationError,
   timeout: OperationTimeoutError,
+  outcome_unknown: OutcomeUnknownError,
   redis: RedisServerError,
   queue_full: QueueFullError,
   closed: ClosedError,

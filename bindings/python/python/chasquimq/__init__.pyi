@@ -33,6 +33,7 @@ __all__ = [
     "MissedFiresPolicy",
     "NotSupportedError",
     "OperationTimeoutError",
+    "OutcomeUnknownError",
     "PayloadDecodeError",
     "PayloadEncodeError",
     "Producer",
@@ -84,6 +85,14 @@ class AuthenticationError(ChasquiError, PermissionError):
 
 class OperationTimeoutError(ChasquiError, TimeoutError):
     """A Redis operation did not finish in time."""
+
+class OutcomeUnknownError(OperationTimeoutError, ConnectionError):
+    """An add was sent but no reply came (command_timeout_ms passed, or the connection
+    dropped), so the job may or may not have been added: Redis may still apply the
+    write. Retrying an add without a job_id can enqueue the job twice; retrying with the
+    same job_id is always safe. It is an OperationTimeoutError (and a ConnectionError in
+    Python).
+    """
 
 class RedisServerError(ChasquiError, RuntimeError):
     """The Redis server replied with an error."""
@@ -423,6 +432,7 @@ class Queue:
         redis_url: str = "redis://127.0.0.1:6379",
         max_stream_len: int | None = None,
         max_delay_secs: int | None = None,
+        command_timeout_ms: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -438,6 +448,9 @@ class Queue:
                 workers make room. None uses the engine default, 1000000.
             max_delay_secs: Reject add calls whose delay is longer than this
                 (default 30 days). None uses the engine default, 2592000.
+            command_timeout_ms: How long a command waits for Redis's reply. An add
+                past it raises OutcomeUnknownError: the write may still land. None uses
+                the engine default, 10000.
 
         Raises:
             InvalidArgumentError: An argument has the right type but a value that is
@@ -508,6 +521,12 @@ class Queue:
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -566,6 +585,12 @@ class Queue:
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -598,6 +623,12 @@ class Queue:
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.

@@ -51,6 +51,7 @@ class Producer:
         pool_size: int = 2,
         max_stream_len: int = 1000000,
         max_delay_secs: int = 2592000,
+        command_timeout_ms: int = 10000,
     ) -> Self: ...
     async def add(
         self, name: str, payload: bytes, options: dict[str, Any] | None = None

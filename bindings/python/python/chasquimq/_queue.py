@@ -91,6 +91,7 @@ def options_dict(
 class QueueBase:
     __slots__ = (
         "__weakref__",
+        "_command_timeout_ms",
         "_is_closed",
         "_lock",
         "_max_delay_secs",
@@ -108,11 +109,13 @@ class QueueBase:
         redis_url: str,
         max_stream_len: int | None,
         max_delay_secs: int | None,
+        command_timeout_ms: int | None,
     ) -> None:
         # Ints the engine cannot hold are bad values, not an OverflowError on first use.
         for field, value in (
             ("max_stream_len", max_stream_len),
             ("max_delay_secs", max_delay_secs),
+            ("command_timeout_ms", command_timeout_ms),
         ):
             if value is not None and value > 2**63 - 1:
                 raise InvalidArgumentError(
@@ -122,6 +125,7 @@ class QueueBase:
         self._redis_url = redis_url
         self._max_stream_len = max_stream_len
         self._max_delay_secs = max_delay_secs
+        self._command_timeout_ms = command_timeout_ms
         self._producer: Producer | None = None
         self._lock = threading.Lock()
         self._is_closed = False
@@ -143,6 +147,8 @@ class QueueBase:
                         kw["max_stream_len"] = self._max_stream_len
                     if self._max_delay_secs is not None:
                         kw["max_delay_secs"] = self._max_delay_secs
+                    if self._command_timeout_ms is not None:
+                        kw["command_timeout_ms"] = self._command_timeout_ms
                     p = self._producer = Producer(self._redis_url, self._name, **kw)
         return p
 

@@ -46,6 +46,7 @@ class Queue(QueueBase):
         redis_url: str = "redis://127.0.0.1:6379",
         max_stream_len: int | None = None,
         max_delay_secs: int | None = None,
+        command_timeout_ms: int | None = None,
     ) -> None:
         """Validate the arguments and set up the object.
 
@@ -61,6 +62,9 @@ class Queue(QueueBase):
                 workers make room. None uses the engine default, 1000000.
             max_delay_secs: Reject add calls whose delay is longer than this
                 (default 30 days). None uses the engine default, 2592000.
+            command_timeout_ms: How long a command waits for Redis's reply. An add
+                past it raises OutcomeUnknownError: the write may still land. None uses
+                the engine default, 10000.
 
         Raises:
             InvalidArgumentError: An argument has the right type but a value that is
@@ -73,11 +77,14 @@ class Queue(QueueBase):
             _validate.positive_int("max_stream_len", max_stream_len)
         if max_delay_secs is not None:
             _validate.positive_int("max_delay_secs", max_delay_secs)
+        if command_timeout_ms is not None:
+            _validate.positive_int("command_timeout_ms", command_timeout_ms)
         self._init(
             name,
             redis_url=redis_url,
             max_stream_len=max_stream_len,
             max_delay_secs=max_delay_secs,
+            command_timeout_ms=command_timeout_ms,
         )
 
     @property
@@ -141,6 +148,12 @@ class Queue(QueueBase):
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -233,6 +246,12 @@ class Queue(QueueBase):
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.
@@ -293,6 +312,12 @@ class Queue(QueueBase):
                 that are waiting or running, so the add was refused and wrote nothing
                 (add_bulk is all or nothing). Nothing is ever trimmed to make room: run
                 more workers, retry later, or raise max_stream_len.
+            OutcomeUnknownError: An add was sent but no reply came
+                (command_timeout_ms passed, or the connection dropped), so the job may
+                or may not have been added: Redis may still apply the write. Retrying an
+                add without a job_id can enqueue the job twice; retrying with the same
+                job_id is always safe. It is an OperationTimeoutError (and a
+                ConnectionError in Python).
             RedisConnectionError: The Redis server could not be reached or the
                 connection dropped.
             AuthenticationError: The Redis server refused the credentials.

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidTypeError",
     "NotSupportedError",
     "OperationTimeoutError",
+    "OutcomeUnknownError",
     "PayloadDecodeError",
     "PayloadEncodeError",
     "QueueFullError",
@@ -85,6 +86,17 @@ class OperationTimeoutError(ChasquiError, TimeoutError):
     code: ClassVar[str] = "timeout"
 
 
+class OutcomeUnknownError(OperationTimeoutError, ConnectionError):
+    """An add was sent but no reply came (command_timeout_ms passed, or the connection
+    dropped), so the job may or may not have been added: Redis may still apply the
+    write. Retrying an add without a job_id can enqueue the job twice; retrying with the
+    same job_id is always safe. It is an OperationTimeoutError (and a ConnectionError in
+    Python).
+    """
+
+    code: ClassVar[str] = "outcome_unknown"
+
+
 class RedisServerError(ChasquiError, RuntimeError):
     """The Redis server replied with an error."""
 
@@ -142,6 +154,7 @@ ERRORS_BY_CODE: dict[str, type[ChasquiError]] = {
     "connection": RedisConnectionError,
     "auth": AuthenticationError,
     "timeout": OperationTimeoutError,
+    "outcome_unknown": OutcomeUnknownError,
     "redis": RedisServerError,
     "queue_full": QueueFullError,
     "closed": ClosedError,
