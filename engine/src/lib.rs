@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod errors;
 pub mod handoff;
 pub mod keys;
+pub mod logging;
 pub mod msgpack;
 pub mod producer;
 pub mod promoter;

@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod consumer;
 pub mod errors;
+pub mod logging;
 pub mod producer;
 pub mod repeat;
 pub mod testing;

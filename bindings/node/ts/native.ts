@@ -9,6 +9,7 @@
  */
 
 import * as native from "../native/index.js";
+import { onEngineRecord } from "./log.js";
 import {
   ERRORS_BY_CODE,
   InternalError,
@@ -104,6 +105,9 @@ function convertingClass<C extends abstract new (...args: never[]) => object>(cl
     },
   });
 }
+
+// The engine's log records reach JavaScript from the first import on.
+native._setLogSink(onEngineRecord);
 
 /** The engine's producer for one queue (power-user surface). */
 export const Producer = convertingClass(native.Producer);

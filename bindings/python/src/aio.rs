@@ -34,7 +34,22 @@ pub fn exiting() -> bool {
 
 pub struct EngineRuntime;
 
-struct Completing;
+/// Counts one engine thread as attached to Python, for the exit barrier.
+pub struct Completing;
+
+/// Counts the caller as attached to Python until the guard drops, or
+/// `None` once the interpreter is exiting (do not attach then). Counted
+/// before the check, so the exit hook either sees this thread attached or
+/// this thread sees the exit.
+pub fn attaching() -> Option<Completing> {
+    COMPLETING.fetch_add(1, SeqCst);
+    let guard = Completing;
+    if exiting() {
+        None
+    } else {
+        Some(guard)
+    }
+}
 
 impl Drop for Completing {
     fn drop(&mut self) {
@@ -58,11 +73,7 @@ impl Runtime for EngineRuntime {
         F: FnOnce() + Send + 'static,
     {
         pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || {
-            // Counted before the check, so the exit hook either sees this
-            // completion running or this completion sees the exit.
-            COMPLETING.fetch_add(1, SeqCst);
-            let _done = Completing;
-            if !exiting() {
+            if let Some(_attached) = attaching() {
                 f();
             }
             // Else `f` is dropped: its Python references go to pyo3's

@@ -5,6 +5,7 @@ mod aio;
 mod completions;
 mod consumer;
 mod errors;
+mod logging;
 mod producer;
 mod repeat;
 mod testing;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let rt = chasquimq::runtime::runtime().map_err(errors::to_py)?;
     // The engine owns the one runtime; pyo3-async-runtimes borrows it.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
+    logging::install();
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(aio::_exit_barrier, m)?)?;
     // Engine threads must not be resolving futures while the interpreter finalizes.
