@@ -11,6 +11,7 @@ use crate::conn::{self, Features, Script};
 use crate::envelope::{encode_member, Backoff, Envelope};
 use crate::errors::{Error, Result};
 use crate::keys::{validate_queue_name, Keys};
+use crate::outbox::{DlqRec, OkRec, Outbox, RetryRec};
 use crate::producer::{EVENTS_MAXLEN, MAX_NAME_BYTES};
 use crate::promoter;
 use crate::scripts;
@@ -209,60 +210,15 @@ struct InFlight {
     leased_at: Instant,
 }
 
-#[derive(Default)]
-struct Outbox {
-    active: Vec<(String, String, u32)>,
-    ok: Vec<OkRec>,
-    retry: Vec<RetryRec>,
-    dlq: Vec<DlqRec>,
-    drained: bool,
-}
+/// Settled outcomes that may wait for the writer, per unit of concurrency
+/// (with a floor of `OUTBOX_MIN`): past that the reader stops reading, so a
+/// stalled writer never lets jobs run unacked without bound.
+const OUTBOX_PER_SLOT: usize = 16;
+const OUTBOX_MIN: usize = 256;
 
-struct OkRec {
-    stream_id: String,
-    job_id: String,
-    name: String,
-    attempt: u32,
-    duration_us: u64,
-    result: Option<Bytes>,
-}
-
-struct RetryRec {
-    stream_id: String,
-    job_id: String,
-    name: String,
-    attempt: u32,
-    duration_us: u64,
-    reason: String,
-    member: Vec<u8>,
-    backoff_ms: u64,
-}
-
-struct DlqRec {
-    stream_id: String,
-    job_id: String,
-    name: String,
-    attempt: u32,
-    duration_us: Option<u64>,
-    reason: &'static str,
-    detail: String,
-    d: Bytes,
-    failed_reason: String,
-}
-
-impl Outbox {
-    fn is_empty(&self) -> bool {
-        self.active.is_empty()
-            && self.ok.is_empty()
-            && self.retry.is_empty()
-            && self.dlq.is_empty()
-            && !self.drained
-    }
-
-    fn len(&self) -> usize {
-        self.active.len() + self.ok.len() + self.retry.len() + self.dlq.len()
-    }
-}
+/// Most outcomes in one settle script call; a bigger backlog (after the
+/// writer was stalled) goes in several calls, so no call blocks Redis long.
+const MAX_FLUSH: usize = 1_000;
 
 /// How long `active`/`drained` events wait for outcomes to share a flush.
 const EVENT_COALESCE: Duration = Duration::from_millis(2);
@@ -302,6 +258,9 @@ pub(crate) struct Inner {
     next_token: AtomicU64,
     outbox: Mutex<Outbox>,
     outbox_notify: Notify,
+    /// Woken after each flush that wrote outcomes (the reader may be
+    /// waiting for room, see `wait_for_writer`).
+    written: Notify,
     /// Stops reading and claiming.
     pub(crate) stop_reading: CancellationToken,
     /// Stops the writer after a final flush, and the background tasks.
@@ -395,6 +354,7 @@ impl Consumer {
             next_token: AtomicU64::new(1),
             outbox: Mutex::new(Outbox::default()),
             outbox_notify: Notify::new(),
+            written: Notify::new(),
             stop_reading: CancellationToken::new(),
             stop_all: CancellationToken::new(),
             settle: Script::new(scripts::SETTLE),
@@ -594,6 +554,11 @@ impl Consumer {
 }
 
 impl Inner {
+    /// How many settled outcomes may wait for the writer before reading stops.
+    fn outbox_cap(&self) -> usize {
+        (self.cfg.concurrency.saturating_mul(OUTBOX_PER_SLOT)).max(OUTBOX_MIN)
+    }
+
     fn reader_done(&self) -> bool {
         self.reader_exited.load(Ordering::Acquire)
     }
@@ -1048,6 +1013,30 @@ impl Inner {
     }
 }
 
+/// Holds reading back while more settled outcomes wait for the writer than
+/// `outbox_cap`. False when reading stops meanwhile.
+async fn wait_for_writer(inner: &Inner) -> bool {
+    let mut warned = false;
+    loop {
+        let written = inner.written.notified();
+        let waiting = inner.settling.lock().unwrap().len();
+        if waiting < inner.outbox_cap() {
+            return true;
+        }
+        if !warned {
+            warned = true;
+            tracing::warn!(
+                "reading paused: {waiting} settled jobs wait for Redis to accept their outcomes"
+            );
+        }
+        tokio::select! {
+            _ = written => {},
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {},
+            _ = inner.stop_reading.cancelled() => return false,
+        }
+    }
+}
+
 /// Take up to `max` permits: waits for the first, takes the rest if free.
 async fn take_slots(inner: &Inner, max: usize) -> Option<usize> {
     let first = tokio::select! {
@@ -1074,6 +1063,9 @@ async fn reader_loop(inner: Arc<Inner>) {
     let read_timeout = Duration::from_millis(inner.cfg.read_block_ms) + Duration::from_secs(10);
     loop {
         if inner.stop_reading.is_cancelled() {
+            break;
+        }
+        if !wait_for_writer(&inner).await {
             break;
         }
         let Some(n) = take_slots(&inner, inner.cfg.effective_read_count()).await else {
@@ -1435,11 +1427,6 @@ async fn recover(
 /// A server that is up but cannot serve yet (loading its data after a
 /// restart, running a slow script, failing over): worth retrying however
 /// long it takes, like a dropped connection.
-fn server_busy(e: &Error) -> bool {
-    const BUSY: [&str; 5] = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"];
-    matches!(e, Error::Redis(m) if BUSY.iter().any(|p| m.starts_with(p)))
-}
-
 async fn writer_loop(inner: Arc<Inner>) {
     let mut failures = 0u32;
     let mut pending: Option<Outbox> = None;
@@ -1468,7 +1455,7 @@ async fn writer_loop(inner: Arc<Inner>) {
                 if ob.is_empty() {
                     None
                 } else {
-                    Some(std::mem::take(&mut *ob))
+                    Some(ob.take_flush(MAX_FLUSH))
                 }
             };
             match taken {
@@ -1488,24 +1475,25 @@ async fn writer_loop(inner: Arc<Inner>) {
         let batch = pending.as_ref().expect("set above");
         match inner.flush(batch).await {
             Ok(()) => {
+                if failures > 5 {
+                    tracing::info!(failures, "settle flush written after retries");
+                }
                 failures = 0;
                 inner.unmark_settling(batch);
+                inner.written.notify_waiters();
                 pending = None;
             }
             Err(e) => {
+                // Never dropped while running: a dropped flush would run its
+                // jobs again. The reader stops at `outbox_cap` meanwhile.
                 failures += 1;
-                if !e.is_transient() && !server_busy(&e) && failures > 5 {
-                    tracing::error!(error = %e, "settle failed repeatedly; dropping this flush (its jobs stay pending and will be redelivered)");
-                    inner.unmark_settling(batch);
-                    pending = None;
-                    failures = 0;
-                    continue;
-                }
                 if inner.stop_all.is_cancelled() && failures > 20 {
-                    tracing::error!(error = %e, "Redis unreachable at shutdown; unsettled jobs stay pending and will be redelivered");
+                    tracing::error!(error = %e, "Redis refused the last settle flush at shutdown; its jobs stay pending and will be redelivered");
                     break;
                 }
-                tracing::warn!(error = %e, "settle flush failed; retrying");
+                if failures <= 5 || failures.is_multiple_of(60) {
+                    tracing::warn!(error = %e, failures, "settle flush failed; retrying");
+                }
                 tokio::time::sleep(Duration::from_millis((25u64 << failures.min(6)).min(1_000)))
                     .await;
             }

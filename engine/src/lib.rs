@@ -12,6 +12,7 @@ pub mod handoff;
 pub mod keys;
 pub mod logging;
 pub mod msgpack;
+mod outbox;
 pub mod producer;
 pub mod promoter;
 pub mod repeat;
