@@ -269,10 +269,6 @@ pub(crate) struct Inner {
     pub(crate) handoff: crate::handoff::Handoff,
     closed: AtomicBool,
     reader_exited: AtomicBool,
-    /// Set while the claimer collects slots for recovered entries: the
-    /// reader takes none meanwhile, so recovered jobs run before the
-    /// backlog instead of trickling in one freed slot at a time.
-    claim_waiting: AtomicBool,
 }
 
 /// A running consumer. Cheap to share (`Arc`).
@@ -365,7 +361,6 @@ impl Consumer {
             handoff: crate::handoff::Handoff::new(2),
             closed: AtomicBool::new(false),
             reader_exited: AtomicBool::new(false),
-            claim_waiting: AtomicBool::new(false),
             cfg,
         });
         let reader_tasks = vec![
@@ -1019,19 +1014,12 @@ impl Inner {
 }
 
 /// Holds reading back while more settled outcomes wait for the writer than
-/// `outbox_cap`, or while the claimer collects slots for recovered
-/// entries. False when reading stops meanwhile.
+/// `outbox_cap`. False when reading stops meanwhile.
 async fn wait_for_writer(inner: &Inner) -> bool {
     let mut warned = false;
     loop {
         let written = inner.written.notified();
         let waiting = inner.settling.lock().unwrap().len();
-        if inner.claim_waiting.load(Ordering::Acquire) {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
-                _ = inner.stop_reading.cancelled() => return false,
-            }
-        }
         if waiting < inner.outbox_cap() {
             return true;
         }
@@ -1150,15 +1138,10 @@ async fn reader_loop(inner: Arc<Inner>) {
     inner.handoff.feeder_done();
 }
 
-/// How often the claimer looks for entries of stopped workers.
-fn claim_period(cfg: &ConsumerConfig) -> Duration {
-    Duration::from_millis((cfg.claim_min_idle_ms / 3).clamp(50, 5_000))
-}
-
 /// Crash recovery (lease extension runs in `lease_loop`).
 async fn claimer_loop(inner: Arc<Inner>) {
     let idle = inner.cfg.claim_min_idle_ms;
-    let period = claim_period(&inner.cfg);
+    let period = Duration::from_millis((idle / 3).clamp(50, 5_000));
     // After this worker lost Redis (a restart, a network cut), every pending
     // entry looks idle, those of live workers too: their lease extensions
     // and acks could not get through either. Claim nothing until
@@ -1170,13 +1153,11 @@ async fn claimer_loop(inner: Arc<Inner>) {
     let quiet = Duration::from_millis(idle) + conn::RECONNECT_MAX_DELAY;
     let mut quiet_until: Option<Instant> = None;
     let mut reconnects = inner.writer.reconnect_rx();
-    let mut wait = period;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {},
+            _ = tokio::time::sleep(period) => {},
             _ = inner.stop_reading.cancelled() => break,
         }
-        wait = period;
         if reconnected(&mut reconnects) {
             tracing::info!("reconnected to Redis; claiming nothing for claim_min_idle_ms");
             quiet_until = Some(Instant::now() + quiet);
@@ -1185,14 +1166,7 @@ async fn claimer_loop(inner: Arc<Inner>) {
             continue;
         }
         match recover(&inner, &mut reconnects).await {
-            Ok(batch) => {
-                // More may be waiting: the next pass runs at once, so a
-                // dead worker's jobs are all taken within one interval.
-                if !batch.is_empty() {
-                    wait = Duration::ZERO;
-                }
-                inner.handoff.push(batch);
-            }
+            Ok(batch) => inner.handoff.push(batch),
             Err(e) => {
                 tracing::warn!(error = %e, "crash recovery pass failed");
                 quiet_until = Some(Instant::now() + quiet);
@@ -1283,61 +1257,42 @@ fn reconnected(rx: &mut tokio::sync::broadcast::Receiver<fred::types::config::Se
     any
 }
 
-/// Takes concurrency slots for recovered entries (up to `want`, at most
-/// `concurrency`); returns how many it took. Recovered jobs come before the
-/// backlog: while this collects, the reader takes no slot
-/// (`claim_waiting`), so every slot a handler frees comes here. It stops
-/// when it has `want`, or has some and `gather` has passed, or has none
-/// after a read's block (the worker is stuck on long handlers). When the
-/// worker is idle its reader holds every free slot while it blocks on the
-/// empty stream: the nudge releases that read, which returns its slots.
-async fn wait_for_slots(inner: &Inner, want: usize, gather: Duration) -> usize {
-    struct Waiting<'a>(&'a AtomicBool);
-    impl Drop for Waiting<'_> {
-        fn drop(&mut self) {
-            self.0.store(false, Ordering::Release);
-        }
-    }
-    let want = want.min(inner.cfg.concurrency).max(1);
-    inner.claim_waiting.store(true, Ordering::Release);
-    let _waiting = Waiting(&inner.claim_waiting);
-    let started = tokio::time::Instant::now();
+/// Takes concurrency slots for recovered entries (up to `want`, at least
+/// one), waiting a bounded time; returns how many it took. When the worker
+/// is idle its reader holds every free slot while it blocks on the empty
+/// stream, so waiting alone could take a whole `read_block_ms`: this queues
+/// for the slots first (the semaphore serves waiters in order, so the
+/// reader cannot take them back) and then releases the reader's blocked
+/// read, which returns its slots. It asks for no more slots than handlers
+/// leave free, so that a busy worker waits for one handler, not for all.
+async fn wait_for_slots(inner: &Inner, want: usize) -> usize {
+    let busy = inner.inflight.lock().unwrap().len();
+    let n = want
+        .min(inner.cfg.concurrency.saturating_sub(busy))
+        .clamp(1, u32::MAX as usize);
     let max_wait = Duration::from_millis(inner.cfg.read_block_ms.max(100) + 1_000);
+    let acquire = inner.slots.acquire_many(n as u32);
+    tokio::pin!(acquire);
+    let deadline = tokio::time::sleep(max_wait);
+    tokio::pin!(deadline);
     // An unblock that arrives while the reader is between two reads does
-    // nothing, so nudge until the slots come.
+    // nothing, so nudge until the slot comes.
     let mut nudge = tokio::time::interval(Duration::from_millis(50));
-    let mut got = 0usize;
     loop {
-        while got < want {
-            match inner.slots.try_acquire() {
-                Ok(p) => {
-                    p.forget();
-                    got += 1;
-                }
-                Err(_) => break,
-            }
-        }
-        if got >= want {
-            return got;
-        }
-        let waited = started.elapsed();
-        if (got > 0 && waited >= gather) || waited >= max_wait {
-            return got;
-        }
         tokio::select! {
             biased;
-            p = inner.slots.acquire() => {
-                if let Ok(p) = p {
-                    p.forget();
-                    got += 1;
-                }
+            p = &mut acquire => {
+                return match p {
+                    Ok(p) => {
+                        p.forget();
+                        n
+                    }
+                    Err(_) => 0,
+                };
             }
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-            _ = inner.stop_reading.cancelled() => {
-                inner.slots.add_permits(got);
-                return 0;
-            }
-            _ = nudge.tick(), if got == 0 => {
+            _ = &mut deadline => return 0,
+            _ = inner.stop_reading.cancelled() => return 0,
+            _ = nudge.tick() => {
                 let _ = inner
                     .reader
                     .unblock_self(Some(ClientUnblockFlag::Timeout))
@@ -1409,10 +1364,21 @@ async fn recover(
     if counts.is_empty() {
         return Ok(Vec::new());
     }
-    let gather = claim_period(&inner.cfg);
-    let permits = wait_for_slots(inner, counts.len(), gather).await;
+    let mut permits = 0usize;
+    while permits < counts.len() {
+        match inner.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                permits += 1;
+            }
+            Err(_) => break,
+        }
+    }
     if permits == 0 {
-        return Ok(Vec::new());
+        permits = wait_for_slots(inner, counts.len()).await;
+        if permits == 0 {
+            return Ok(Vec::new());
+        }
     }
     let ids: Vec<String> = counts.keys().take(permits).cloned().collect();
     let mut args: Vec<Value> = vec![
